@@ -1,0 +1,1 @@
+"""t5x_tl: T5-style transfer learning in JAX/Flax."""

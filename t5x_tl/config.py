@@ -1,0 +1,105 @@
+"""The schema of a training job's config, and its validation at start-up.
+
+Job files in ``configs/`` start from :func:`base_config` and change values; the returned ConfigDict is
+locked, so a misspelt key fails at once instead of adding a new, unused field. :func:`validate` then checks
+every value and names the key, the bad value and the allowed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ml_collections import ConfigDict
+
+from t5x_tl.errors import UserError
+from t5x_tl.models.sizes import T5_1_1_SIZES
+from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
+
+DEFAULT_RULES = (
+    ("batch", "data"),
+    ("vocab", "model"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("embed", None),
+    ("kv", None),
+    ("relpos_buckets", None),
+)
+
+
+def base_config() -> ConfigDict:
+    """Every key a job may set, with defaults for the CPU-sized span-corruption pretraining job."""
+    cfg = ConfigDict()
+    cfg.seed = 0
+    cfg.model = ConfigDict(dict(size="tiny", dtype="float32", param_dtype="float32", dropout_rate=0.0))
+    cfg.data = ConfigDict(
+        dict(
+            task="",  # empty: span corruption over the built-in corpus described below
+            cache_dir="",  # empty: $T5X_TL_DATA_DIR, else the checkout's data/, else ~/.cache/t5x_tl
+            vocabulary="sentencepiece",
+            sentencepiece_size=1024,
+            corpus=ConfigDict(dict(seed=0, num_entities=400, num_train_documents=2000, num_validation_documents=100)),
+            inputs_length=256,
+            targets_length=0,  # 0: derived from inputs_length so span corruption loses no token
+            batch_size=32,  # global, across all hosts
+            pack=True,
+        )
+    )
+    cfg.train = ConfigDict(dict(steps=1000, log_every=20, eval_every=100, eval_batches=8, z_loss=1e-4))
+    cfg.optimizer = ConfigDict(
+        dict(name="adafactor", learning_rate=1.0, schedule="rsqrt", warmup_steps=10_000, weight_decay=0.0, grad_clip_norm=0.0)
+    )
+    cfg.checkpoint = ConfigDict(dict(every=200, keep=3))
+    cfg.partitioning = ConfigDict(dict(data=-1, model=1, rules=DEFAULT_RULES))
+    return cfg
+
+
+def _flatten(cfg: ConfigDict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, ConfigDict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check(ok: bool, key: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"config.{key}={value!r} is invalid: {allowed}. Fix it in the config file or pass --config.{key}=...")
+
+
+def _positive(flat: dict, keys: Iterable[str]) -> None:
+    for key in keys:
+        _check(isinstance(flat[key], int) and flat[key] > 0, key, flat[key], "it must be a positive integer")
+
+
+def _one_of(flat: dict, key: str, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    _check(flat[key] in allowed, key, flat[key], f"choose one of {allowed}")
+
+
+def validate(cfg: ConfigDict) -> ConfigDict:
+    """Raises :class:`UserError` naming the first unknown, missing or out-of-range key; returns ``cfg``."""
+    flat, schema = _flatten(cfg), _flatten(base_config())
+    unknown, missing = sorted(set(flat) - set(schema)), sorted(set(schema) - set(flat))
+    if unknown:
+        raise UserError(f"unknown config keys {unknown}; the known keys are {sorted(schema)}")
+    if missing:
+        raise UserError(f"config is missing keys {missing}; start job configs from t5x_tl.config.base_config()")
+    _one_of(flat, "model.size", T5_1_1_SIZES)
+    _one_of(flat, "model.dtype", ("float32", "bfloat16"))
+    _one_of(flat, "model.param_dtype", ("float32", "bfloat16"))
+    _one_of(flat, "data.vocabulary", ("sentencepiece", "byte"))
+    _one_of(flat, "optimizer.name", OPTIMIZERS)
+    _one_of(flat, "optimizer.schedule", SCHEDULES)
+    _positive(flat, ["data.inputs_length", "data.batch_size", "data.sentencepiece_size", "train.steps"])
+    _positive(flat, ["train.log_every", "train.eval_every", "train.eval_batches", "checkpoint.every", "checkpoint.keep"])
+    _positive(flat, [f"data.corpus.{k}" for k in ("num_entities", "num_train_documents", "num_validation_documents")])
+    in_unit: Callable[[float], bool] = lambda x: 0.0 <= x < 1.0  # noqa: E731
+    _check(in_unit(flat["model.dropout_rate"]), "model.dropout_rate", flat["model.dropout_rate"], "it must be in [0, 1)")
+    _check(flat["optimizer.learning_rate"] > 0, "optimizer.learning_rate", flat["optimizer.learning_rate"], "it must be > 0")
+    _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
+    for axis in ("data", "model"):
+        size = flat[f"partitioning.{axis}"]
+        _check(size == -1 or size > 0, f"partitioning.{axis}", size, "it must be positive or -1 (fill the rest)")
+    return cfg

@@ -1,0 +1,1 @@
+"""Synthetic data: the generated world, its corpus and derived tasks."""

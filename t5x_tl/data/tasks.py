@@ -1,0 +1,136 @@
+"""SeqIO tasks over the built-in corpus. Importing this module registers the default span-corruption task.
+
+The corpus and its SentencePiece vocabulary are generated on first read, not on import, so registering
+costs nothing and a task can be registered before its assets exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import seqio
+import tensorflow as tf
+
+from t5x_tl.data.cache import default_data_dir
+from t5x_tl.data.corpus import CorpusSpec
+from t5x_tl.data.corpus_files import SPLITS, CorpusFiles, ensure_corpus
+from t5x_tl.data.span_corruption import span_corruption
+from t5x_tl.data.vocabularies import EXTRA_IDS, ensure_sentencepiece
+
+DEFAULT_TASK = "builtin_span_corruption"
+DEFAULT_SENTENCEPIECE_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltinData:
+    """Which built-in corpus, where it is cached, and how it is tokenized."""
+
+    corpus: CorpusSpec = CorpusSpec()
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    vocabulary: str = "sentencepiece"  # or "byte"
+    sentencepiece_size: int = DEFAULT_SENTENCEPIECE_SIZE
+
+    def files(self) -> CorpusFiles:
+        return ensure_corpus(self.corpus, self.data_dir)
+
+    def fingerprint(self) -> str:
+        fields = {
+            "corpus": self.corpus.fingerprint(),
+            "vocabulary": self.vocabulary,
+            "size": self.sentencepiece_size,
+        }
+        fields["data_dir"] = str(self.data_dir)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[
+            :10
+        ]
+
+
+class BuiltinSentencePieceVocabulary(seqio.SentencePieceVocabulary):
+    """A SentencePiece vocabulary that trains itself on the built-in corpus the first time it is used."""
+
+    def __init__(self, data: BuiltinData):
+        corpus_dir = data.data_dir / "corpus" / data.corpus.fingerprint()
+        super().__init__(
+            str(corpus_dir / f"spm_{data.sentencepiece_size}" / "spm.model"),
+            extra_ids=EXTRA_IDS,
+        )
+        self._data = data
+
+    def _model_context(self):
+        if not self._model:
+            ensure_sentencepiece(self._data.files(), self._data.sentencepiece_size)
+        return super()._model_context()
+
+
+def builtin_vocabulary(data: BuiltinData) -> seqio.Vocabulary:
+    if data.vocabulary == "byte":
+        return seqio.ByteVocabulary(extra_ids=EXTRA_IDS)
+    if data.vocabulary == "sentencepiece":
+        return BuiltinSentencePieceVocabulary(data)
+    raise ValueError(
+        f"unknown vocabulary {data.vocabulary!r}; choose 'sentencepiece' or 'byte'"
+    )
+
+
+def _read_split(
+    data: BuiltinData, split: str, shuffle_files: bool, seed: int | None = None
+) -> tf.data.Dataset:
+    del shuffle_files, seed  # one file per split: nothing to shuffle at file level
+    features = {"text": tf.io.FixedLenFeature([], tf.string)}
+    records = tf.data.TFRecordDataset(str(data.files().split_path(split)))
+    return records.map(
+        lambda r: tf.io.parse_single_example(r, features),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def builtin_source(data: BuiltinData) -> seqio.DataSource:
+    return seqio.FunctionDataSource(functools.partial(_read_split, data), splits=SPLITS)
+
+
+def register_span_corruption(
+    name: str,
+    source: seqio.DataSource,
+    vocabulary: seqio.Vocabulary,
+    noise_density: float = 0.15,
+    mean_noise_span_length: float = 3.0,
+) -> seqio.Task:
+    """Registers T5's random-span corruption over any source with a ``text`` feature."""
+    features = {
+        key: seqio.Feature(vocabulary, add_eos=True, required=False)
+        for key in ("inputs", "targets")
+    }
+    preprocessors = [
+        functools.partial(
+            seqio.preprocessors.rekey, key_map={"inputs": None, "targets": "text"}
+        ),
+        seqio.preprocessors.tokenize,
+        functools.partial(
+            span_corruption,
+            noise_density=noise_density,
+            mean_noise_span_length=mean_noise_span_length,
+        ),
+        seqio.preprocessors.append_eos_after_trim,
+    ]
+    return seqio.TaskRegistry.add(
+        name, source=source, preprocessors=preprocessors, output_features=features
+    )
+
+
+def builtin_span_corruption_task(data: BuiltinData) -> seqio.Task:
+    """The span-corruption task over ``data``, registered under a name derived from it on first request."""
+    name = (
+        DEFAULT_TASK
+        if data == BuiltinData()
+        else f"{DEFAULT_TASK}_{data.fingerprint()}"
+    )
+    if name not in seqio.TaskRegistry.names():
+        register_span_corruption(name, builtin_source(data), builtin_vocabulary(data))
+    return seqio.get_mixture_or_task(name)
+
+
+builtin_span_corruption_task(BuiltinData())

@@ -1,0 +1,135 @@
+"""Multi-head attention with T5's bucketed relative position bias, and the masks that feed it.
+
+Masks are boolean ``B x 1 x Q x K`` arrays (True = may attend). Packed examples are kept apart by segment ids;
+padding is segment id 0, so one rule covers both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from t5x_tl.models.layers import logical_param
+
+_NEG_INF = -1e10  # large but finite, so fully masked rows give a uniform (not NaN) softmax
+
+
+def relative_position_buckets(
+    relative_position: jax.Array, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
+    """Maps ``key_pos - query_pos`` to T5's log-spaced buckets.
+
+    Half of the buckets hold exact small distances, the other half log-spaced distances up to
+    ``max_distance``; bidirectional attention spends half the buckets on each direction.
+    """
+    bucket = jnp.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (relative_position > 0).astype(relative_position.dtype) * num_buckets
+        distance = jnp.abs(relative_position)
+    else:
+        distance = -jnp.minimum(relative_position, 0)
+    max_exact = num_buckets // 2
+    is_small = distance < max_exact
+    safe = jnp.maximum(distance, 1).astype(jnp.float32)
+    log_ratio = jnp.log(safe / max_exact) / math.log(max_distance / max_exact)
+    large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(relative_position.dtype)
+    large = jnp.minimum(large, num_buckets - 1)
+    return bucket + jnp.where(is_small, distance, large)
+
+
+class RelativePositionBias(nnx.Module):
+    """One learned scalar per (bucket, head), shared by all layers of a stack as in T5."""
+
+    def __init__(
+        self,
+        num_buckets: int,
+        max_distance: int,
+        num_heads: int,
+        *,
+        bidirectional: bool,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+        self.dtype = dtype
+        self.embedding = logical_param(
+            nnx.initializers.normal(1.0), rngs.params(), (num_buckets, num_heads), ("relpos_buckets", "heads"), param_dtype
+        )
+
+    def __call__(self, query_len: int, key_len: int) -> jax.Array:
+        """Returns the bias as ``1 x H x Q x K``."""
+        relative_QxK = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+        buckets_QxK = relative_position_buckets(
+            relative_QxK, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
+        )
+        bias_QxKxH = jnp.take(self.embedding[...], buckets_QxK, axis=0)
+        return jnp.transpose(bias_QxKxH, (2, 0, 1))[None].astype(self.dtype)
+
+
+def segment_mask(query_segments_BxQ: jax.Array, key_segments_BxK: jax.Array) -> jax.Array:
+    """Allows attention only within the same non-padding segment."""
+    same = query_segments_BxQ[:, :, None] == key_segments_BxK[:, None, :]
+    real = (query_segments_BxQ[:, :, None] > 0) & (key_segments_BxK[:, None, :] > 0)
+    return (same & real)[:, None]
+
+
+def causal_mask(length: int) -> jax.Array:
+    """Lower-triangular ``1 x 1 x L x L`` mask: position i sees positions <= i."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+
+
+class MultiHeadAttention(nnx.Module):
+    """Dot-product attention without the 1/sqrt(d) factor, which T5 folds into the query initialiser."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_kv: int,
+        *,
+        dropout_rate: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.dtype = dtype
+        normal = nnx.initializers.normal
+        qkv_axes = ("embed", "heads", "kv")
+        shape = (d_model, num_heads, d_kv)
+        self.query = logical_param(normal((d_model * d_kv) ** -0.5), rngs.params(), shape, qkv_axes, param_dtype)
+        self.key = logical_param(normal(d_model**-0.5), rngs.params(), shape, qkv_axes, param_dtype)
+        self.value = logical_param(normal(d_model**-0.5), rngs.params(), shape, qkv_axes, param_dtype)
+        self.out = logical_param(
+            normal((num_heads * d_kv) ** -0.5), rngs.params(), (num_heads, d_kv, d_model), ("heads", "kv", "embed"), param_dtype
+        )
+        self.dropout = nnx.Dropout(dropout_rate)
+
+    def __call__(
+        self,
+        x_BxQxD: jax.Array,
+        context_BxKxD: jax.Array,
+        *,
+        mask_Bx1xQxK: jax.Array | None,
+        bias_1xHxQxK: jax.Array | None,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+    ) -> jax.Array:
+        q_BxQxHxK = jnp.einsum("bqd,dhk->bqhk", x_BxQxD, self.query[...].astype(self.dtype))
+        k_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxKxD, self.key[...].astype(self.dtype))
+        v_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxKxD, self.value[...].astype(self.dtype))
+        logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK).astype(jnp.float32)
+        if bias_1xHxQxK is not None:
+            logits_BxHxQxT = logits_BxHxQxT + bias_1xHxQxK.astype(jnp.float32)
+        if mask_Bx1xQxK is not None:
+            logits_BxHxQxT = jnp.where(mask_Bx1xQxK, logits_BxHxQxT, _NEG_INF)
+        weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1).astype(self.dtype)
+        weights_BxHxQxT = self.dropout(weights_BxHxQxT, deterministic=deterministic, rngs=rngs)
+        attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT, v_BxTxHxK)
+        return jnp.einsum("bqhk,hkd->bqd", attended_BxQxHxK, self.out[...].astype(self.dtype))

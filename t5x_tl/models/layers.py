@@ -1,0 +1,80 @@
+"""Parameter-bearing building blocks shared by every Transformer in t5x_tl.
+
+Every parameter carries logical axis names (``embed``, ``mlp``, ``heads``, ``kv``, ``vocab``, ...); the
+mesh sharding is decided later from a rule table in the config, never here. Eager sharding is switched off
+per variable so that models can be built with or without a mesh in scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = nnx.initializers.Initializer
+
+
+def logical_param(
+    init: Initializer, key: jax.Array, shape: Sequence[int], axes: Sequence[str | None], dtype: jnp.dtype
+) -> nnx.Param:
+    """A parameter annotated with logical axis names, one per dimension."""
+    if len(axes) != len(shape):
+        raise ValueError(f"{len(axes)} axis names {tuple(axes)} for a parameter of shape {tuple(shape)}")
+    return nnx.Param(init(key, tuple(shape), dtype), sharding_names=tuple(axes), eager_sharding=False)
+
+
+class RMSNorm(nnx.Module):
+    """T5's layer norm: scale only, no mean subtraction and no bias; statistics in float32."""
+
+    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = logical_param(nnx.initializers.ones, rngs.params(), (dim,), ("embed",), param_dtype)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        x = x_BxLxD.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
+        return (x * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
+class Embed(nnx.Module):
+    """Token embedding table, unit-variance initialised as in T5X."""
+
+    def __init__(self, vocab_size: int, dim: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.dtype = dtype
+        self.embedding = logical_param(
+            nnx.initializers.normal(1.0), rngs.params(), (vocab_size, dim), ("vocab", "embed"), param_dtype
+        )
+
+    def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], tokens_BxL, axis=0).astype(self.dtype)
+
+
+class GatedMlp(nnx.Module):
+    """T5 v1.1 feed-forward block: ``wo(gelu(wi_0 x) * wi_1 x)``, no biases."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        *,
+        dropout_rate: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.dtype = dtype
+        init_in = nnx.initializers.normal(d_model**-0.5)
+        init_out = nnx.initializers.normal(d_ff**-0.5)
+        self.wi_0 = logical_param(init_in, rngs.params(), (d_model, d_ff), ("embed", "mlp"), param_dtype)
+        self.wi_1 = logical_param(init_in, rngs.params(), (d_model, d_ff), ("embed", "mlp"), param_dtype)
+        self.wo = logical_param(init_out, rngs.params(), (d_ff, d_model), ("mlp", "embed"), param_dtype)
+        self.dropout = nnx.Dropout(dropout_rate)
+
+    def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        gate_BxLxF = jax.nn.gelu(x_BxLxD @ self.wi_0[...].astype(self.dtype), approximate=True)
+        h_BxLxF = gate_BxLxF * (x_BxLxD @ self.wi_1[...].astype(self.dtype))
+        h_BxLxF = self.dropout(h_BxLxF, deterministic=deterministic, rngs=rngs)
+        return h_BxLxF @ self.wo[...].astype(self.dtype)

@@ -1,0 +1,60 @@
+"""Orbax checkpoints of the train state plus a JSON record of what was saved.
+
+Each step folder holds ``state`` (sharded arrays) and ``metadata`` (the model's shape signature and the data
+position). The metadata is read first, so a workdir holding another model is refused before any array is
+touched. Saves are asynchronous; Orbax commits a step atomically and deletes old steps only after a newer
+one is committed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+from t5x_tl.errors import UserError
+
+
+class Checkpointer:
+    """Saves every ``every`` steps (and on demand), keeps the newest ``keep`` steps."""
+
+    def __init__(self, directory: Path, every: int, keep: int):
+        self.directory = directory.absolute()
+        options = ocp.CheckpointManagerOptions(
+            save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every),
+            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            enable_async_checkpointing=True,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "metadata"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, metadata: dict, force: bool = False) -> bool:
+        """Starts an asynchronous save if the policy (or ``force``) asks for one; returns whether it did."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata))
+        return self._manager.save(step, args=args, force=force)
+
+    def metadata(self, step: int) -> dict:
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+        except (FileNotFoundError, ValueError) as error:
+            raise UserError(
+                f"checkpoint {self.directory / str(step)} has no readable metadata ({error}); it was not written by "
+                "t5x_tl or is damaged: move it away or use a fresh --workdir"
+            ) from error
+        return restored.metadata
+
+    def restore(self, step: int, target: Any) -> Any:
+        """Restores the state onto ``target``'s shapes and shardings (ShapeDtypeStructs)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return restored.state
+
+    def wait(self) -> None:
+        """Blocks until every asynchronous save is committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()

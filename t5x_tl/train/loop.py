@@ -1,0 +1,246 @@
+"""The training loop: everything with side effects (data, checkpoints, metrics, signals) lives here.
+
+config -> SeqIO task -> host batches -> global arrays -> jitted ``train_step`` -> metrics and Orbax.
+A stop request (Ctrl-C or SIGTERM) finishes the current step, saves, and leaves; the next run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import numpy as np
+import seqio
+from ml_collections import ConfigDict
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from t5x_tl.config import validate
+from t5x_tl.data import tasks
+from t5x_tl.data.cache import resolve_data_dir
+from t5x_tl.data.corpus import CorpusSpec
+from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
+from t5x_tl.data.span_corruption import raw_length_for
+from t5x_tl.errors import UserError
+from t5x_tl.models.sizes import padded_vocab_size, t5_config
+from t5x_tl.models.t5 import EncoderDecoder, T5Config
+from t5x_tl.train import partitioning
+from t5x_tl.train.checkpointing import Checkpointer
+from t5x_tl.train.metrics import MetricWriter
+from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
+from t5x_tl.train.state import TrainState, abstract_model, abstract_train_state, init_train_state, state_shardings
+from t5x_tl.train.step import make_eval_step, make_train_step
+
+log = logging.getLogger("t5x_tl")
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("%s received: finishing this step, saving a checkpoint, then stopping", signal.Signals(signum).name)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    stopped_by: int | None  # the signal number, or None when all steps ran
+    last_eval: dict[str, float]
+
+
+def prepare_workdir(workdir: str | Path) -> Path:
+    path = Path(workdir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to work directory {path} ({error.strerror}); choose a writable --workdir") from error
+    return path
+
+
+def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
+    """The task to train on and the targets length (derived for span corruption when the config says 0)."""
+    if cfg.data.task:
+        try:
+            task = seqio.get_mixture_or_task(cfg.data.task)
+        except ValueError as error:
+            raise UserError(f"config.data.task={cfg.data.task!r} is not a registered SeqIO task or mixture") from error
+        if not cfg.data.targets_length:
+            raise UserError("config.data.targets_length must be set for a task other than the built-in one")
+        return task, cfg.data.targets_length
+    builtin = tasks.BuiltinData(
+        corpus=CorpusSpec(**cfg.data.corpus.to_dict()),
+        data_dir=resolve_data_dir(cfg.data.cache_dir),
+        vocabulary=cfg.data.vocabulary,
+        sentencepiece_size=cfg.data.sentencepiece_size,
+    )
+    try:
+        builtin.corpus.validate()
+    except ValueError as error:
+        raise UserError(f"config.data.corpus: {error}") from error
+    targets_length = cfg.data.targets_length or raw_length_for(cfg.data.inputs_length, 0.15, 3.0)[1]
+    return tasks.builtin_span_corruption_task(builtin), targets_length
+
+
+def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
+    return t5_config(
+        cfg.model.size,
+        padded_vocab_size(vocabulary.vocab_size),
+        dropout_rate=cfg.model.dropout_rate,
+        dtype=cfg.model.dtype,
+        param_dtype=cfg.model.param_dtype,
+    )
+
+
+def _host_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> int:
+    data_axis = mesh.shape["data"]
+    if global_batch % data_axis or global_batch % jax.process_count():
+        raise UserError(
+            f"config.data.batch_size={global_batch} must be divisible by the data-parallel mesh axis ({data_axis}) "
+            f"and the number of processes ({jax.process_count()})"
+        )
+    return global_batch // jax.process_count()
+
+
+def _restore_or_init(
+    checkpointer: Checkpointer, model_cfg: T5Config, factory, optimizer, shardings: TrainState, seed: int
+) -> TrainState:
+    step = checkpointer.latest_step()
+    if step is None:
+        log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
+        return init_train_state(factory, optimizer, shardings, seed)
+    saved = checkpointer.metadata(step)
+    if saved.get("model") != model_cfg.shape_signature():
+        raise UserError(
+            f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but this "
+            f"config builds {model_cfg.shape_signature()}; use a fresh --workdir or the matching model config"
+        )
+    state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
+    log.info(
+        "Restored step %d from %s (model %s, data position %d batches)",
+        step,
+        checkpointer.directory / str(step),
+        saved.get("model"),
+        saved.get("data_batches", step),
+    )
+    return state
+
+
+def _global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def _evaluate(eval_step, params, batches: list[dict[str, jax.Array]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for batch in batches:
+        for name, value in jax.device_get(eval_step(params, batch)).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    tokens = max(totals.get("weight_sum", 0.0), 1.0)
+    return {"loss": totals["cross_entropy_sum"] / tokens, "accuracy": totals["correct_sum"] / tokens}
+
+
+def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
+    """Runs (or resumes) the job described by ``cfg`` in ``workdir``."""
+    validate(cfg)
+    workdir = prepare_workdir(workdir)
+    hide_accelerators_from_tensorflow()
+    task, targets_length = resolve_task(cfg)
+    model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
+    factory = lambda rngs: EncoderDecoder(model_cfg, rngs=rngs)  # noqa: E731
+    mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
+    host_batch = _host_batch_size(cfg.data.batch_size, mesh)
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
+    shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
+    checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
+    state = _restore_or_init(checkpointer, model_cfg, factory, optimizer, shardings, cfg.seed)
+    start = int(jax.device_get(state.step))
+
+    data_sharding = partitioning.batch_sharding(mesh)
+    spec = BatchSpec(
+        task=task.name,
+        split="train",
+        inputs_length=cfg.data.inputs_length,
+        targets_length=targets_length,
+        batch_size=host_batch,
+        seed=cfg.seed,
+        pack=cfg.data.pack,
+        host_index=jax.process_index(),
+        num_hosts=jax.process_count(),
+    )
+    eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
+    eval_batches = [_global(b, data_sharding) for _, b in zip(range(cfg.train.eval_batches), numpy_batches(eval_spec))]
+    if not eval_batches:
+        raise UserError("the validation split yields no full batch; lower config.data.batch_size or add documents")
+
+    graphdef, _ = abstract_model(factory)
+    schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
+    train_step = jax.jit(
+        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed),
+        in_shardings=(shardings, data_sharding),
+        out_shardings=(shardings, None),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(make_eval_step(graphdef, cfg.train.z_loss), in_shardings=(shardings.params, data_sharding))
+    metadata = lambda step: {"model": model_cfg.shape_signature(), "data_batches": step, "task": task.name}  # noqa: E731
+    writer = MetricWriter(workdir)
+    tokens_per_step = cfg.data.batch_size * (cfg.data.inputs_length + targets_length)
+    stop = StopRequest()
+    last_eval: dict[str, float] = {}
+    step = start
+    try:
+        with jax.set_mesh(mesh), logging_redirect_tqdm():
+            if start == 0:
+                last_eval = _evaluate(eval_step, state.params, eval_batches)
+                writer.write(0, "validation", last_eval)
+                log.info("step 0: validation %s", _fmt(last_eval))
+            batches: Iterator = numpy_batches(spec, skip_batches=start)
+            bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+            window_start, window_steps = time.perf_counter(), 0
+            while step < cfg.train.steps and stop.signal is None:
+                state, metrics = train_step(state, _global(next(batches), data_sharding))
+                step += 1
+                window_steps += 1
+                checkpointer.save(step, state, metadata(step))
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    elapsed = time.perf_counter() - window_start
+                    scalars["tokens_per_second"] = tokens_per_step * window_steps / elapsed
+                    writer.write(step, "train", scalars)
+                    bar.set_postfix(loss=f"{scalars['loss']:.3f}", tok_s=f"{scalars['tokens_per_second']:.0f}")
+                    window_start, window_steps = time.perf_counter(), 0
+                if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                    last_eval = _evaluate(eval_step, state.params, eval_batches)
+                    writer.write(step, "validation", last_eval)
+                    log.info("step %d: validation %s", step, _fmt(last_eval))
+            bar.close()
+            checkpointer.save(step, state, metadata(step), force=checkpointer.latest_step() != step)
+            checkpointer.wait()
+            log.info("Saved step %d to %s", step, checkpointer.directory / str(step))
+    finally:
+        stop.restore()
+        checkpointer.close()
+        writer.close()
+    return TrainResult(step=step, stopped_by=stop.signal, last_eval=last_eval)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())

@@ -1,0 +1,74 @@
+"""The device mesh and the logical-axis rules that turn parameter annotations into shardings.
+
+Rules are data (a tuple of ``(logical_axis, mesh_axis_or_None)`` pairs from the config); this module only
+applies them. The mesh uses Auto axis types so XLA propagates shardings through the step, as pjit did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "model")
+Rules = Sequence[tuple[str, str | None]]
+
+
+def mesh_shape(requested: Sequence[int], num_devices: int) -> tuple[int, ...]:
+    """Resolves one ``-1`` entry to the devices left over; the product must equal ``num_devices``."""
+    if sum(1 for n in requested if n == -1) > 1:
+        raise ValueError(f"at most one mesh axis may be -1, got {tuple(requested)}")
+    if any(n == 0 or n < -1 for n in requested):
+        raise ValueError(f"mesh axis sizes must be positive or -1, got {tuple(requested)}")
+    known = int(np.prod([n for n in requested if n != -1]))
+    if num_devices % known:
+        raise ValueError(f"mesh {tuple(requested)} does not divide the {num_devices} available devices")
+    shape = tuple(num_devices // known if n == -1 else n for n in requested)
+    if int(np.prod(shape)) != num_devices:
+        raise ValueError(f"mesh {shape} uses {int(np.prod(shape))} devices but {num_devices} are available")
+    return shape
+
+
+def make_mesh(data: int, model: int) -> Mesh:
+    """A ``data x model`` mesh over all devices (``-1`` fills the rest)."""
+    shape = mesh_shape((data, model), jax.device_count())
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
+
+
+def param_specs(abstract_params: nnx.State, rules: Rules) -> dict:
+    """Pure dict of PartitionSpecs, one per parameter, from its logical axis names."""
+    with nnx.logical_axis_rules(list(rules)):
+        return nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
+
+
+def _full_spec(spec: PartitionSpec, ndim: int) -> tuple:
+    return tuple(spec) + (None,) * (ndim - len(spec))
+
+
+def optimizer_state_spec(leaf_shape: tuple[int, ...], param_shape: tuple[int, ...], spec: PartitionSpec) -> PartitionSpec:
+    """Sharding of an optimizer-state leaf that belongs to a parameter.
+
+    Moments shaped like the parameter follow it; Adafactor's factored row/column statistics follow the
+    parameter's remaining axes; anything else is replicated.
+    """
+    full = _full_spec(spec, len(param_shape))
+    if leaf_shape == param_shape:
+        return PartitionSpec(*full)
+    if len(param_shape) >= 2 and leaf_shape == param_shape[:-1]:
+        return PartitionSpec(*full[:-1])
+    if len(param_shape) >= 2 and leaf_shape == param_shape[:-2] + param_shape[-1:]:
+        return PartitionSpec(*full[:-2], full[-1])
+    return PartitionSpec()
+
+
+def named(mesh: Mesh, specs):
+    """Maps a tree of PartitionSpecs to NamedShardings on ``mesh``."""
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batches split along their leading axis over the ``data`` mesh axis."""
+    return NamedSharding(mesh, PartitionSpec("data"))

@@ -1,0 +1,76 @@
+"""The train state (step, parameters, optimizer state) and how it is created sharded on a mesh."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from t5x_tl.train.partitioning import Rules, named, optimizer_state_spec, param_specs
+
+ModelFactory = Callable[[nnx.Rngs], nnx.Module]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+
+
+def abstract_model(model_factory: ModelFactory) -> tuple[nnx.GraphDef, nnx.State]:
+    """Graph definition and shape-only parameters, without allocating any weights."""
+    model = nnx.eval_shape(lambda: model_factory(nnx.Rngs(0)))
+    graphdef, params, _ = nnx.split(model, nnx.Param, ...)
+    return graphdef, params
+
+
+def state_shardings(
+    model_factory: ModelFactory, optimizer: optax.GradientTransformation, mesh: Mesh, rules: Rules
+) -> TrainState:
+    """NamedShardings for every leaf of the train state, derived from the parameters' logical axes."""
+    _, abstract_params = abstract_model(model_factory)
+    specs = param_specs(abstract_params, rules)
+    shapes = nnx.to_pure_dict(abstract_params)
+    abstract_opt_state = jax.eval_shape(optimizer.init, shapes)
+    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
+    opt_specs = optax.tree_map_params(
+        optimizer,
+        lambda leaf, param, spec: optimizer_state_spec(leaf.shape, param.shape, spec),
+        abstract_opt_state,
+        shapes,
+        specs,
+        transform_non_params=lambda _: PartitionSpec(),
+        is_leaf=is_spec,
+    )
+    return TrainState(
+        step=NamedSharding(mesh, PartitionSpec()), params=named(mesh, specs), opt_state=named(mesh, opt_specs)
+    )
+
+
+def _fresh_state(model_factory: ModelFactory, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    model = model_factory(nnx.Rngs(params=key))
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+
+def init_train_state(
+    model_factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState, seed: int
+) -> TrainState:
+    """Fresh parameters and optimizer state, created directly in their shards."""
+    init = functools.partial(_fresh_state, model_factory, optimizer)
+    return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+
+
+def abstract_train_state(
+    model_factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState
+) -> TrainState:
+    """ShapeDtypeStructs with shardings: the restore target for Orbax, on any mesh."""
+    shapes = jax.eval_shape(functools.partial(_fresh_state, model_factory, optimizer), jax.random.key(0))
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
