@@ -1,6 +1,6 @@
 """The main job: T5 span-corruption pretraining of a tiny T5 v1.1 on the built-in corpus (minutes on a CPU).
 
-    python scripts/train.py --config=configs/pretrain_span_corruption.py --workdir=/tmp/t5x_tl_pretrain
+python scripts/train.py --config=configs/pretrain_span_corruption.py --workdir=/tmp/t5x_tl_pretrain
 """
 
 from t5x_tl.config import base_config

@@ -1,10 +1,11 @@
 """Command-line entry points (``t5x_tl-train``, ``scripts/train.py``), T5X style:
 
-    t5x_tl-train --config=configs/pretrain_span_corruption.py --workdir=DIR --config.train.steps=200
+t5x_tl-train --config=configs/pretrain_span_corruption.py --workdir=DIR --config.train.steps=200
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import signal
 import sys
@@ -37,5 +38,28 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def _unknown_override(argv: list[str]) -> str:
+    """Names the first ``--config.KEY=...`` override whose KEY is not in the schema, with a suggestion."""
+    from t5x_tl.config import base_config, flat_keys
+
+    known = flat_keys(base_config())
+    for arg in argv:
+        if arg.startswith("--config."):
+            key = arg[len("--config.") :].split("=", 1)[0]
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
+                return f"unknown config key {key!r} in {arg}{hint}"
+    return "a --config override names a key the config does not have"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError):  # ml_collections' error for an override of a missing key
+        print(f"error: {_unknown_override(argv)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def train_main() -> None:
-    app.run(lambda argv: sys.exit(_train(argv)))
+    app.run(lambda argv: sys.exit(_train(argv)), flags_parser=_parse_flags)

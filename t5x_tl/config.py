@@ -46,7 +46,14 @@ def base_config() -> ConfigDict:
     )
     cfg.train = ConfigDict(dict(steps=1000, log_every=20, eval_every=100, eval_batches=8, z_loss=1e-4))
     cfg.optimizer = ConfigDict(
-        dict(name="adafactor", learning_rate=1.0, schedule="rsqrt", warmup_steps=10_000, weight_decay=0.0, grad_clip_norm=0.0)
+        dict(
+            name="adafactor",
+            learning_rate=1.0,
+            schedule="rsqrt",
+            warmup_steps=10_000,
+            weight_decay=0.0,
+            grad_clip_norm=0.0,
+        )
     )
     cfg.checkpoint = ConfigDict(dict(every=200, keep=3))
     cfg.partitioning = ConfigDict(dict(data=-1, model=1, rules=DEFAULT_RULES))
@@ -63,9 +70,16 @@ def _flatten(cfg: ConfigDict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def flat_keys(cfg: ConfigDict) -> set[str]:
+    """Dotted names of every leaf key, e.g. ``train.steps``."""
+    return set(_flatten(cfg))
+
+
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
     if not ok:
-        raise UserError(f"config.{key}={value!r} is invalid: {allowed}. Fix it in the config file or pass --config.{key}=...")
+        raise UserError(
+            f"config.{key}={value!r} is invalid: {allowed}. Fix it in the config file or pass --config.{key}=..."
+        )
 
 
 def _positive(flat: dict, keys: Iterable[str]) -> None:
@@ -93,11 +107,20 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     _one_of(flat, "optimizer.name", OPTIMIZERS)
     _one_of(flat, "optimizer.schedule", SCHEDULES)
     _positive(flat, ["data.inputs_length", "data.batch_size", "data.sentencepiece_size", "train.steps"])
-    _positive(flat, ["train.log_every", "train.eval_every", "train.eval_batches", "checkpoint.every", "checkpoint.keep"])
+    _positive(
+        flat, ["train.log_every", "train.eval_every", "train.eval_batches", "checkpoint.every", "checkpoint.keep"]
+    )
     _positive(flat, [f"data.corpus.{k}" for k in ("num_entities", "num_train_documents", "num_validation_documents")])
-    in_unit: Callable[[float], bool] = lambda x: 0.0 <= x < 1.0  # noqa: E731
-    _check(in_unit(flat["model.dropout_rate"]), "model.dropout_rate", flat["model.dropout_rate"], "it must be in [0, 1)")
-    _check(flat["optimizer.learning_rate"] > 0, "optimizer.learning_rate", flat["optimizer.learning_rate"], "it must be > 0")
+    in_unit: Callable[[float], bool] = lambda x: 0.0 <= x < 1.0
+    _check(
+        in_unit(flat["model.dropout_rate"]), "model.dropout_rate", flat["model.dropout_rate"], "it must be in [0, 1)"
+    )
+    _check(
+        flat["optimizer.learning_rate"] > 0,
+        "optimizer.learning_rate",
+        flat["optimizer.learning_rate"],
+        "it must be > 0",
+    )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     for axis in ("data", "model"):
         size = flat[f"partitioning.{axis}"]

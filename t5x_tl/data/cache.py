@@ -38,9 +38,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         yield scratch
-        if (
-            final.exists()
-        ):  # another process finished first; its copy is identical by construction
+        if final.exists():  # another process finished first; its copy is identical by construction
             shutil.rmtree(scratch)
         else:
             os.replace(scratch, final)

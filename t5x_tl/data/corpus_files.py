@@ -38,9 +38,7 @@ class CorpusFiles:
         texts = []
         for record in tf.data.TFRecordDataset(str(self.split_path(split))):
             example = tf.train.Example.FromString(record.numpy())
-            texts.append(
-                example.features.feature["text"].bytes_list.value[0].decode("utf-8")
-            )
+            texts.append(example.features.feature["text"].bytes_list.value[0].decode("utf-8"))
         return texts
 
 
@@ -50,18 +48,10 @@ def _write_split(path: Path, documents: list[Document]) -> None:
     with tf.io.TFRecordWriter(str(path)) as writer:
         for doc in documents:
             feature = {
-                "id": tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[doc.id.encode()])
-                ),
-                "text": tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[doc.text.encode("utf-8")])
-                ),
+                "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[doc.id.encode()])),
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[doc.text.encode("utf-8")])),
             }
-            writer.write(
-                tf.train.Example(
-                    features=tf.train.Features(feature=feature)
-                ).SerializeToString()
-            )
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
 def ensure_corpus(spec: CorpusSpec, data_dir: Path) -> CorpusFiles:
@@ -75,7 +65,5 @@ def ensure_corpus(spec: CorpusSpec, data_dir: Path) -> CorpusFiles:
         (scratch / "world.json").write_text(world.to_json())
         for split in SPLITS:
             _write_split(scratch / f"{split}.tfrecord", splits[split])
-        (scratch / "spec.json").write_text(
-            json.dumps(dataclasses.asdict(spec), indent=2)
-        )
+        (scratch / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
     return files

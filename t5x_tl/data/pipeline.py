@@ -62,7 +62,5 @@ def numpy_batches(spec: BatchSpec, skip_batches: int = 0) -> Iterator[Batch]:
     The stream is a deterministic function of the spec, so skipping reproduces exactly the batches an
     uninterrupted run would have seen next.
     """
-    dataset = (
-        encoder_decoder_dataset(spec).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = encoder_decoder_dataset(spec).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
     return dataset.as_numpy_iterator()

@@ -3,7 +3,8 @@
 A chunk of ``raw_length`` tokens is split into alternating non-noise and noise spans (noise density and mean
 noise-span length as parameters). Each noise span becomes one sentinel in the inputs; the targets are the
 noise spans, each led by its sentinel. Sentinels count down from the last id (``<extra_id_0>`` =
-``vocab_size - 1``). As in T5, the targets carry no trailing sentinel: the EOS that SeqIO appends ends them.
+``vocab_size - 1``). The mask starts with non-noise and ends with noise, so, as in T5, the inputs end with a
+sentinel and the targets carry no trailing sentinel: the EOS that SeqIO appends ends them.
 Randomness is stateless and seeded by SeqIO, so a task's dataset is a function of its seed.
 """
 
@@ -13,42 +14,27 @@ import seqio
 import tensorflow as tf
 
 
-def _round(x: float) -> int:
-    return int(round(x))
-
-
-def span_corruption_lengths(
-    raw_length: int, noise_density: float, mean_noise_span_length: float
-) -> tuple[int, int]:
+def span_corruption_lengths(raw_length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
     """(inputs, targets) lengths, EOS included, after corrupting a chunk of ``raw_length`` tokens."""
-    num_noise = min(max(_round(raw_length * noise_density), 1), raw_length - 1)
-    num_spans = max(_round(num_noise / mean_noise_span_length), 1)
+    num_noise = min(max(round(raw_length * noise_density), 1), raw_length - 1)
+    num_spans = max(round(num_noise / mean_noise_span_length), 1)
     return raw_length - num_noise + num_spans + 1, num_noise + num_spans + 1
 
 
-def raw_length_for(
-    inputs_length: int, noise_density: float, mean_noise_span_length: float
-) -> tuple[int, int]:
+def raw_length_for(inputs_length: int, noise_density: float, mean_noise_span_length: float) -> tuple[int, int]:
     """The largest chunk whose corrupted inputs fit ``inputs_length`` exactly, and its targets length.
 
     For inputs 512, density 0.15 and mean span 3 this is (568, 114), as in T5.
     """
     if inputs_length < 3:
-        raise ValueError(
-            f"inputs_length must be at least 3 to hold a span and EOS, got {inputs_length}"
-        )
+        raise ValueError(f"inputs_length must be at least 3 to hold a span and EOS, got {inputs_length}")
     raw = inputs_length - 1
-    while (
-        span_corruption_lengths(raw + 1, noise_density, mean_noise_span_length)[0]
-        <= inputs_length
-    ):
+    while span_corruption_lengths(raw + 1, noise_density, mean_noise_span_length)[0] <= inputs_length:
         raw += 1
     return raw, span_corruption_lengths(raw, noise_density, mean_noise_span_length)[1]
 
 
-def _random_partition(
-    num_items: tf.Tensor, num_parts: tf.Tensor, seed: tf.Tensor
-) -> tf.Tensor:
+def _random_partition(num_items: tf.Tensor, num_parts: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Lengths of ``num_parts`` non-empty parts summing to ``num_items``, uniformly over such partitions."""
     boundary_scores = tf.random.stateless_uniform([num_items - 1], seed=seed)
     is_boundary = tf.scatter_nd(
@@ -74,13 +60,9 @@ def random_spans_noise_mask(
     true_length = tf.convert_to_tensor(length, tf.int32)
     length = tf.maximum(true_length, 2)
     float_length = tf.cast(length, tf.float32)
-    num_noise = tf.clip_by_value(
-        tf.cast(tf.round(float_length * noise_density), tf.int32), 1, length - 1
-    )
+    num_noise = tf.clip_by_value(tf.cast(tf.round(float_length * noise_density), tf.int32), 1, length - 1)
     num_spans = tf.maximum(
-        tf.cast(
-            tf.round(tf.cast(num_noise, tf.float32) / mean_noise_span_length), tf.int32
-        ),
+        tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_noise_span_length), tf.int32),
         1,
     )
     num_nonnoise = length - num_noise
@@ -89,17 +71,13 @@ def random_spans_noise_mask(
     nonnoise_lengths = _random_partition(num_nonnoise, num_spans, seeds[1])
     interleaved = tf.reshape(tf.stack([nonnoise_lengths, noise_lengths], axis=1), [-1])
     span_starts = tf.cumsum(interleaved)[:-1]
-    is_span_start = tf.scatter_nd(
-        tf.expand_dims(span_starts, 1), tf.ones_like(span_starts), [length]
-    )
+    is_span_start = tf.scatter_nd(tf.expand_dims(span_starts, 1), tf.ones_like(span_starts), [length])
     span_index = tf.cumsum(is_span_start)
     mask = tf.equal(span_index % 2, 1)
     return mask[:true_length] & (true_length >= 2)
 
 
-def spans_to_sentinels(
-    tokens: tf.Tensor, mask: tf.Tensor, vocab_size: int
-) -> tf.Tensor:
+def spans_to_sentinels(tokens: tf.Tensor, mask: tf.Tensor, vocab_size: int) -> tf.Tensor:
     """Replaces each run of masked tokens by one sentinel, counting down from ``vocab_size - 1``."""
     previous = tf.pad(mask[:-1], [[1, 0]])
     first = mask & ~previous
@@ -108,9 +86,7 @@ def spans_to_sentinels(
     return tf.boolean_mask(replaced, ~(mask & previous))
 
 
-def split_into_chunks(
-    dataset: tf.data.Dataset, chunk_length: int, key: str = "targets"
-) -> tf.data.Dataset:
+def split_into_chunks(dataset: tf.data.Dataset, chunk_length: int, key: str = "targets") -> tf.data.Dataset:
     """Splits each tokenized document into consecutive chunks of at most ``chunk_length`` tokens.
 
     Documents are not concatenated, so no chunk mixes two documents; the feature converter's packing fills
@@ -122,9 +98,7 @@ def split_into_chunks(
         count = tf.size(tokens, out_type=tf.int32)
         starts = tf.range(0, count, chunk_length)
         lengths = tf.minimum(chunk_length, count - starts)
-        return tf.data.Dataset.from_tensor_slices(
-            {key: tf.RaggedTensor.from_row_lengths(tokens, lengths)}
-        )
+        return tf.data.Dataset.from_tensor_slices({key: tf.RaggedTensor.from_row_lengths(tokens, lengths)})
 
     return dataset.flat_map(split)
 
@@ -140,17 +114,13 @@ def span_corruption(
 
     The chunk length is derived from ``sequence_length["inputs"]`` so that no token is lost to truncation.
     """
-    raw_length, _ = raw_length_for(
-        sequence_length["inputs"], noise_density, mean_noise_span_length
-    )
+    raw_length, _ = raw_length_for(sequence_length["inputs"], noise_density, mean_noise_span_length)
     vocab_size = output_features["targets"].vocabulary.vocab_size
 
     @seqio.map_over_dataset(num_seeds=1)
     def corrupt(example: dict, seed: tf.Tensor) -> dict:
         tokens = example["targets"]
-        mask = random_spans_noise_mask(
-            tf.size(tokens), noise_density, mean_noise_span_length, seed
-        )
+        mask = random_spans_noise_mask(tf.size(tokens), noise_density, mean_noise_span_length, seed)
         return {
             "inputs": spans_to_sentinels(tokens, mask, vocab_size),
             "targets": spans_to_sentinels(tokens, ~mask, vocab_size),

@@ -29,7 +29,7 @@ DEFAULT_SENTENCEPIECE_SIZE = 1024
 class BuiltinData:
     """Which built-in corpus, where it is cached, and how it is tokenized."""
 
-    corpus: CorpusSpec = CorpusSpec()
+    corpus: CorpusSpec = dataclasses.field(default_factory=CorpusSpec)
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     vocabulary: str = "sentencepiece"  # or "byte"
     sentencepiece_size: int = DEFAULT_SENTENCEPIECE_SIZE
@@ -44,9 +44,7 @@ class BuiltinData:
             "size": self.sentencepiece_size,
         }
         fields["data_dir"] = str(self.data_dir)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[
-            :10
-        ]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
 
 class BuiltinSentencePieceVocabulary(seqio.SentencePieceVocabulary):
@@ -62,7 +60,8 @@ class BuiltinSentencePieceVocabulary(seqio.SentencePieceVocabulary):
 
     def _model_context(self):
         if not self._model:
-            ensure_sentencepiece(self._data.files(), self._data.sentencepiece_size)
+            with tf.init_scope():  # SeqIO may first ask while tracing a tf.function; building needs eager mode
+                ensure_sentencepiece(self._data.files(), self._data.sentencepiece_size)
         return super()._model_context()
 
 
@@ -71,14 +70,10 @@ def builtin_vocabulary(data: BuiltinData) -> seqio.Vocabulary:
         return seqio.ByteVocabulary(extra_ids=EXTRA_IDS)
     if data.vocabulary == "sentencepiece":
         return BuiltinSentencePieceVocabulary(data)
-    raise ValueError(
-        f"unknown vocabulary {data.vocabulary!r}; choose 'sentencepiece' or 'byte'"
-    )
+    raise ValueError(f"unknown vocabulary {data.vocabulary!r}; choose 'sentencepiece' or 'byte'")
 
 
-def _read_split(
-    data: BuiltinData, split: str, shuffle_files: bool, seed: int | None = None
-) -> tf.data.Dataset:
+def _read_split(data: BuiltinData, split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
     del shuffle_files, seed  # one file per split: nothing to shuffle at file level
     features = {"text": tf.io.FixedLenFeature([], tf.string)}
     records = tf.data.TFRecordDataset(str(data.files().split_path(split)))
@@ -100,14 +95,9 @@ def register_span_corruption(
     mean_noise_span_length: float = 3.0,
 ) -> seqio.Task:
     """Registers T5's random-span corruption over any source with a ``text`` feature."""
-    features = {
-        key: seqio.Feature(vocabulary, add_eos=True, required=False)
-        for key in ("inputs", "targets")
-    }
+    features = {key: seqio.Feature(vocabulary, add_eos=True, required=False) for key in ("inputs", "targets")}
     preprocessors = [
-        functools.partial(
-            seqio.preprocessors.rekey, key_map={"inputs": None, "targets": "text"}
-        ),
+        functools.partial(seqio.preprocessors.rekey, key_map={"inputs": None, "targets": "text"}),
         seqio.preprocessors.tokenize,
         functools.partial(
             span_corruption,
@@ -116,18 +106,12 @@ def register_span_corruption(
         ),
         seqio.preprocessors.append_eos_after_trim,
     ]
-    return seqio.TaskRegistry.add(
-        name, source=source, preprocessors=preprocessors, output_features=features
-    )
+    return seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
 
 
 def builtin_span_corruption_task(data: BuiltinData) -> seqio.Task:
     """The span-corruption task over ``data``, registered under a name derived from it on first request."""
-    name = (
-        DEFAULT_TASK
-        if data == BuiltinData()
-        else f"{DEFAULT_TASK}_{data.fingerprint()}"
-    )
+    name = DEFAULT_TASK if data == BuiltinData() else f"{DEFAULT_TASK}_{data.fingerprint()}"
     if name not in seqio.TaskRegistry.names():
         register_span_corruption(name, builtin_source(data), builtin_vocabulary(data))
     return seqio.get_mixture_or_task(name)

@@ -24,9 +24,7 @@ def _sentences(texts: list[str], limit: int) -> list[str]:
     return sentences[:limit]
 
 
-def train_sentencepiece(
-    texts: list[str], vocab_size: int, seed_sentences: int = 200_000
-) -> bytes:
+def train_sentencepiece(texts: list[str], vocab_size: int, seed_sentences: int = 200_000) -> bytes:
     """Trains a unigram SentencePiece model on ``texts`` and returns its serialized proto.
 
     One thread and a fixed sentence list make the result a function of the texts alone.

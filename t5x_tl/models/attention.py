@@ -60,7 +60,11 @@ class RelativePositionBias(nnx.Module):
         self.bidirectional = bidirectional
         self.dtype = dtype
         self.embedding = logical_param(
-            nnx.initializers.normal(1.0), rngs.params(), (num_buckets, num_heads), ("relpos_buckets", "heads"), param_dtype
+            nnx.initializers.normal(1.0),
+            rngs.params(),
+            (num_buckets, num_heads),
+            ("relpos_buckets", "heads"),
+            param_dtype,
         )
 
     def __call__(self, query_len: int, key_len: int) -> jax.Array:
@@ -107,7 +111,11 @@ class MultiHeadAttention(nnx.Module):
         self.key = logical_param(normal(d_model**-0.5), rngs.params(), shape, qkv_axes, param_dtype)
         self.value = logical_param(normal(d_model**-0.5), rngs.params(), shape, qkv_axes, param_dtype)
         self.out = logical_param(
-            normal((num_heads * d_kv) ** -0.5), rngs.params(), (num_heads, d_kv, d_model), ("heads", "kv", "embed"), param_dtype
+            normal((num_heads * d_kv) ** -0.5),
+            rngs.params(),
+            (num_heads, d_kv, d_model),
+            ("heads", "kv", "embed"),
+            param_dtype,
         )
         self.dropout = nnx.Dropout(dropout_rate)
 

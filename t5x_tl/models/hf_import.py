@@ -15,8 +15,10 @@ from t5x_tl.models.t5 import T5Config
 
 def _attention(hf: Mapping[str, np.ndarray], prefix: str, cfg: T5Config) -> dict[str, np.ndarray]:
     heads, d_kv, d_model = cfg.num_heads, cfg.d_kv, cfg.d_model
-    qkv = {name: hf[f"{prefix}.{letter}.weight"].T.reshape(d_model, heads, d_kv) for name, letter in
-           (("query", "q"), ("key", "k"), ("value", "v"))}
+    qkv = {
+        name: hf[f"{prefix}.{letter}.weight"].T.reshape(d_model, heads, d_kv)
+        for name, letter in (("query", "q"), ("key", "k"), ("value", "v"))
+    }
     qkv["out"] = hf[f"{prefix}.o.weight"].T.reshape(heads, d_kv, d_model)
     return qkv
 

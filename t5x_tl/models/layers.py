@@ -22,7 +22,7 @@ def logical_param(
     """A parameter annotated with logical axis names, one per dimension."""
     if len(axes) != len(shape):
         raise ValueError(f"{len(axes)} axis names {tuple(axes)} for a parameter of shape {tuple(shape)}")
-    return nnx.Param(init(key, tuple(shape), dtype), sharding_names=tuple(axes), eager_sharding=False)
+    return nnx.Param(init(key, tuple(shape), dtype), out_sharding=tuple(axes), eager_sharding=False)
 
 
 class RMSNorm(nnx.Module):

@@ -213,7 +213,5 @@ class EncoderDecoder(nnx.Module):
             decoder_segment_ids = jnp.ones_like(decoder_input_tokens, dtype=jnp.int32)
         encoded = self.encode(encoder_input_tokens, encoder_segment_ids, deterministic=deterministic, rngs=rngs)
         y = self.token_embed(decoder_input_tokens)
-        y = self.decoder(
-            y, encoded, decoder_segment_ids, encoder_segments, deterministic=deterministic, rngs=rngs
-        )
+        y = self.decoder(y, encoded, decoder_segment_ids, encoder_segments, deterministic=deterministic, rngs=rngs)
         return (y @ self.lm_head[...].astype(y.dtype)).astype(jnp.float32)

@@ -7,6 +7,7 @@ A stop request (Ctrl-C or SIGTERM) finishes the current step, saves, and leaves;
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import signal
 import time
@@ -72,7 +73,9 @@ def prepare_workdir(workdir: str | Path) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise UserError(f"cannot write to work directory {path} ({error.strerror}); choose a writable --workdir") from error
+        raise UserError(
+            f"cannot write to work directory {path} ({error.strerror}); choose a writable --workdir"
+        ) from error
     return path
 
 
@@ -164,7 +167,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     hide_accelerators_from_tensorflow()
     task, targets_length = resolve_task(cfg)
     model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
-    factory = lambda rngs: EncoderDecoder(model_cfg, rngs=rngs)  # noqa: E731
+    factory = lambda rngs: EncoderDecoder(model_cfg, rngs=rngs)
     mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
     host_batch = _host_batch_size(cfg.data.batch_size, mesh)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
@@ -186,7 +189,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         num_hosts=jax.process_count(),
     )
     eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
-    eval_batches = [_global(b, data_sharding) for _, b in zip(range(cfg.train.eval_batches), numpy_batches(eval_spec))]
+    eval_stream = itertools.islice(numpy_batches(eval_spec), cfg.train.eval_batches)
+    eval_batches = [_global(batch, data_sharding) for batch in eval_stream]
     if not eval_batches:
         raise UserError("the validation split yields no full batch; lower config.data.batch_size or add documents")
 
@@ -199,7 +203,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         donate_argnums=0,
     )
     eval_step = jax.jit(make_eval_step(graphdef, cfg.train.z_loss), in_shardings=(shardings.params, data_sharding))
-    metadata = lambda step: {"model": model_cfg.shape_signature(), "data_batches": step, "task": task.name}  # noqa: E731
+    metadata = lambda step: {"model": model_cfg.shape_signature(), "data_batches": step, "task": task.name}
     writer = MetricWriter(workdir)
     tokens_per_step = cfg.data.batch_size * (cfg.data.inputs_length + targets_length)
     stop = StopRequest()

@@ -32,10 +32,12 @@ def mesh_shape(requested: Sequence[int], num_devices: int) -> tuple[int, ...]:
     return shape
 
 
-def make_mesh(data: int, model: int) -> Mesh:
-    """A ``data x model`` mesh over all devices (``-1`` fills the rest)."""
-    shape = mesh_shape((data, model), jax.device_count())
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
+def make_mesh(data: int, model: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``data x model`` mesh over ``devices`` (default: all of them; ``-1`` fills the rest)."""
+    devices = list(devices or jax.devices())
+    shape = mesh_shape((data, model), len(devices))
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
 def param_specs(abstract_params: nnx.State, rules: Rules) -> dict:
@@ -48,7 +50,9 @@ def _full_spec(spec: PartitionSpec, ndim: int) -> tuple:
     return tuple(spec) + (None,) * (ndim - len(spec))
 
 
-def optimizer_state_spec(leaf_shape: tuple[int, ...], param_shape: tuple[int, ...], spec: PartitionSpec) -> PartitionSpec:
+def optimizer_state_spec(
+    leaf_shape: tuple[int, ...], param_shape: tuple[int, ...], spec: PartitionSpec
+) -> PartitionSpec:
     """Sharding of an optimizer-state leaf that belongs to a parameter.
 
     Moments shaped like the parameter follow it; Adafactor's factored row/column statistics follow the

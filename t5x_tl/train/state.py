@@ -39,7 +39,7 @@ def state_shardings(
     specs = param_specs(abstract_params, rules)
     shapes = nnx.to_pure_dict(abstract_params)
     abstract_opt_state = jax.eval_shape(optimizer.init, shapes)
-    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
+    is_spec = lambda x: isinstance(x, PartitionSpec)
     opt_specs = optax.tree_map_params(
         optimizer,
         lambda leaf, param, spec: optimizer_state_spec(leaf.shape, param.shape, spec),

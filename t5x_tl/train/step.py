@@ -60,7 +60,7 @@ def make_train_step(
             "z_loss": sums["z_loss_sum"] / tokens,
             "accuracy": sums["correct_sum"] / tokens,
             "target_tokens": sums["weight_sum"],
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": learning_rate(state.step),
         }
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

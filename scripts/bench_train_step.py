@@ -1,0 +1,163 @@
+"""Training-step throughput of our T5 v1.1 against Hugging Face's PyTorch T5, side by side in one run.
+
+Both sides train the same configuration (T5 v1.1 small by default, batch 8, inputs 512, targets 114,
+float32) with AdamW on random tokens; times are medians over timed steps after warm-up (JAX compilation
+excluded). MFU is model FLOPs (analytic) per second over a float32 matmul peak measured in this run.
+
+    pip install torch==2.13.0 transformers   # the CPU build; see README
+    python scripts/bench_train_step.py --size=small --steps=5 --out=/tmp/bench_train_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from t5x_tl.models.sizes import t5_config
+from t5x_tl.models.t5 import EncoderDecoder, T5Config
+from t5x_tl.train.flops import train_step_flops
+from t5x_tl.train.state import TrainState
+from t5x_tl.train.step import make_train_step
+
+
+def _median_seconds(fn, steps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_flops(n: int = 2048, steps: int = 10) -> dict[str, float]:
+    """Float32 matmul FLOP/s of JAX and of torch on this machine: the denominators of MFU."""
+    import torch
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    jax_s = _median_seconds(lambda: matmul(a).block_until_ready(), steps, warmup=2)
+    t = torch.randn(n, n)
+    torch_s = _median_seconds(lambda: t @ t, steps, warmup=2)
+    return {"jax": 2 * n**3 / jax_s, "torch": 2 * n**3 / torch_s}
+
+
+def _batch(cfg: T5Config, batch: int, inputs: int, targets: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    target_tokens = rng.integers(2, cfg.vocab_size, (batch, targets), dtype=np.int32)
+    return {
+        "encoder_input_tokens": rng.integers(2, cfg.vocab_size, (batch, inputs), dtype=np.int32),
+        "decoder_input_tokens": np.concatenate([np.zeros((batch, 1), np.int32), target_tokens[:, :-1]], axis=1),
+        "decoder_target_tokens": target_tokens,
+        "decoder_loss_weights": np.ones((batch, targets), np.float32),
+    }
+
+
+def ours_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -> float:
+    model = EncoderDecoder(cfg, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(params)
+    optimizer = optax.adamw(1e-4)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    step_fn = jax.jit(make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0), donate_argnums=0)
+    device_batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    holder = {"state": state}
+
+    def run() -> None:
+        holder["state"], metrics = step_fn(holder["state"], device_batch)
+        jax.block_until_ready(metrics["loss"])
+
+    return _median_seconds(run, steps)
+
+
+def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -> float:
+    import torch
+    from transformers import T5Config as HFConfig
+    from transformers import T5ForConditionalGeneration
+
+    hf_cfg = HFConfig(
+        vocab_size=cfg.vocab_size,
+        d_model=cfg.d_model,
+        d_ff=cfg.d_ff,
+        num_heads=cfg.num_heads,
+        d_kv=cfg.d_kv,
+        num_layers=cfg.num_encoder_layers,
+        num_decoder_layers=cfg.num_decoder_layers,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+    )
+    model = T5ForConditionalGeneration(hf_cfg).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    inputs = torch.from_numpy(batch["encoder_input_tokens"]).long()
+    decoder_inputs = torch.from_numpy(batch["decoder_input_tokens"]).long()
+    labels = torch.from_numpy(batch["decoder_target_tokens"]).long()
+
+    def run() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(input_ids=inputs, decoder_input_ids=decoder_inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+
+    return _median_seconds(run, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--inputs", type=int, default=512)
+    parser.add_argument("--targets", type=int, default=114)
+    parser.add_argument("--vocab", type=int, default=32128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", default="bench_train_step.json")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)  # the same cores XLA's CPU client uses
+    cfg = t5_config(args.size, args.vocab)
+    batch = _batch(cfg, args.batch, args.inputs, args.targets)
+    tokens = args.batch * (args.inputs + args.targets)
+    flops = train_step_flops(cfg, args.batch, args.inputs, args.targets)
+    peak = matmul_peak_flops()
+    ours = ours_step_seconds(cfg, batch, args.steps)
+    theirs = torch_step_seconds(cfg, batch, args.steps)
+    result = {
+        "config": vars(args),
+        "device": str(jax.devices()[0]),
+        "model_flops_per_step": flops,
+        "matmul_peak_flops": peak,
+        "t5x_tl": {"step_s": ours, "tokens_per_s": tokens / ours, "mfu": flops / ours / peak["jax"]},
+        "transformers_torch": {
+            "step_s": theirs,
+            "tokens_per_s": tokens / theirs,
+            "mfu": flops / theirs / peak["torch"],
+        },
+        "speedup": theirs / ours,
+    }
+    print(f"T5 v1.1 {args.size}, batch {args.batch}, {args.inputs}/{args.targets}, float32, AdamW, {result['device']}")
+    print(f"matmul peak: jax {peak['jax'] / 1e9:.1f} GFLOP/s, torch {peak['torch'] / 1e9:.1f} GFLOP/s")
+    print(f"{'':22}{'step s':>10}{'tokens/s':>12}{'MFU':>8}")
+    for name in ("t5x_tl", "transformers_torch"):
+        row = result[name]
+        print(f"{name:22}{row['step_s']:10.3f}{row['tokens_per_s']:12.0f}{row['mfu']:8.1%}")
+    print(f"t5x_tl / transformers tokens/s: {result['speedup']:.2f}x")
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Shared fixtures. Four CPU devices (set before JAX starts) let tests build real data x model meshes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 4)
+
+import pytest  # noqa: E402
+
+from t5x_tl.data.corpus import CorpusSpec  # noqa: E402
+from t5x_tl.data.tasks import BuiltinData  # noqa: E402
+
+SMALL_CORPUS = CorpusSpec(seed=0, num_entities=60, num_train_documents=40, num_validation_documents=8)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> os.PathLike:
+    """One cache folder per test session, so generated assets never touch the checkout's data/."""
+    path = tmp_path_factory.mktemp("t5x_tl_data")
+    os.environ["T5X_TL_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_data(data_dir) -> BuiltinData:
+    """A small built-in corpus with a 256-piece SentencePiece vocabulary."""
+    return BuiltinData(corpus=SMALL_CORPUS, data_dir=data_dir, sentencepiece_size=256)

@@ -1,0 +1,161 @@
+"""The README's main job end to end (as a user launches it), resuming, Ctrl-C, and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t5x_tl.config import validate
+from t5x_tl.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+JOB = REPO / "configs" / "pretrain_span_corruption.py"
+SMALL = [
+    "--config.data.corpus.num_entities=60",
+    "--config.data.corpus.num_train_documents=40",
+    "--config.data.corpus.num_validation_documents=8",
+    "--config.data.sentencepiece_size=256",
+    "--config.data.inputs_length=64",
+    "--config.data.batch_size=8",
+    "--config.train.eval_batches=2",
+    "--config.train.log_every=1",
+]
+
+
+def _command(workdir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO / "scripts" / "train.py"),
+        f"--config={JOB}",
+        f"--workdir={workdir}",
+        *SMALL,
+        *overrides,
+    ]
+
+
+def _train(workdir: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(workdir, *overrides), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _records(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps(workdir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("job")
+    result = _train(workdir, "--config.train.steps=4", "--config.train.eval_every=2", "--config.checkpoint.every=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "No checkpoint in" in result.stderr
+    return workdir
+
+
+def test_main_job_writes_metrics_checkpoints_and_tensorboard(trained):
+    records = _records(trained)
+    evals = [r for r in records if r["split"] == "validation"]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0 for r in evals)
+    assert evals[-1]["loss"] < evals[0]["loss"], "four steps of training lower the validation loss"
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all(r["tokens_per_second"] > 0 and r["target_tokens"] > 0 for r in train)
+    assert _steps(trained) == [2, 4]
+    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_rerun_resumes_from_the_latest_checkpoint(trained):
+    result = _train(trained, "--config.train.steps=6", "--config.checkpoint.every=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Restored step 4 from {trained / 'checkpoints' / '4'}" in result.stderr
+    assert [r["step"] for r in _records(trained) if r["split"] == "train"][-2:] == [5, 6]
+    assert _steps(trained)[-1] == 6
+
+
+def test_checkpoint_of_another_model_shape_is_refused(trained):
+    before = {p: p.stat().st_mtime_ns for p in (trained / "checkpoints").rglob("*")}
+    result = _train(trained, "--config.model.size=small", "--config.train.steps=8")
+    assert result.returncode == 2
+    assert "holds a checkpoint of another model shape" in result.stderr and "fresh --workdir" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in (trained / "checkpoints").rglob("*")} == before
+
+
+def test_ctrl_c_saves_and_the_next_run_resumes(data_dir, tmp_path):
+    process = subprocess.Popen(
+        _command(tmp_path, "--config.train.steps=100000", "--config.checkpoint.every=100000"),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        metrics = tmp_path / "metrics.jsonl"
+        if metrics.exists() and any(r["split"] == "train" and r["step"] >= 2 for r in _records(tmp_path)):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    (stopped,) = _steps(tmp_path)
+    assert stopped >= 2
+    assert f"interrupted at step {stopped}" in stderr
+    result = _train(tmp_path, f"--config.train.steps={stopped + 1}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Restored step {stopped} from" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "--config.train.stepz=3",
+            "unknown config key 'train.stepz' in --config.train.stepz=3; did you mean 'train.steps'?",
+        ),
+        ("--config.train.steps=-5", "config.train.steps=-5 is invalid: it must be a positive integer"),
+        ("--config.model.size=huge", "config.model.size='huge' is invalid: choose one of"),
+    ],
+)
+def test_bad_config_values_exit_with_one_clear_message(override, message, tmp_path):
+    result = _train(tmp_path / "run", override, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = _train(blocker / "run", "--config.train.steps=1", timeout=120)
+    assert result.returncode == 2
+    assert f"cannot write to work directory {blocker / 'run'}" in result.stderr
+
+
+def test_validate_names_missing_and_unknown_keys():
+    from t5x_tl.config import base_config
+
+    cfg = base_config()
+    cfg.train.extra = 1
+    with pytest.raises(UserError, match=r"unknown config keys \['train.extra'\]"):
+        validate(cfg)
+    cfg = base_config()
+    del cfg.optimizer["name"]
+    with pytest.raises(UserError, match=r"missing keys \['optimizer.name'\]"):
+        validate(cfg)
+
+
+def test_console_entry_point_runs_the_same_command(tmp_path):
+    command = ["t5x_tl-train", f"--config={JOB}", f"--workdir={tmp_path}", "--config.optimizer.name=sgd"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "config.optimizer.name='sgd' is invalid: choose one of ('adafactor', 'adamw')" in result.stderr

@@ -1,0 +1,70 @@
+"""Orbax checkpoints: exact round trip, keep-last-K, metadata before arrays, restore onto another mesh."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from t5x_tl.config import DEFAULT_RULES
+from t5x_tl.errors import UserError
+from t5x_tl.models.sizes import t5_config
+from t5x_tl.models.t5 import EncoderDecoder
+from t5x_tl.train import partitioning
+from t5x_tl.train.checkpointing import Checkpointer
+from t5x_tl.train.state import abstract_train_state, init_train_state, state_shardings
+
+CFG = t5_config("tiny", 128, d_model=32, d_ff=64, num_heads=4, d_kv=8)
+OPTIMIZER = optax.adafactor(1e-2)
+
+
+def factory(rngs):
+    return EncoderDecoder(CFG, rngs=rngs)
+
+
+def _state(mesh, seed=0):
+    shardings = state_shardings(factory, OPTIMIZER, mesh, DEFAULT_RULES)
+    return init_train_state(factory, OPTIMIZER, shardings, seed), shardings
+
+
+def _assert_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_onto_another_mesh(tmp_path):
+    saved, _ = _state(partitioning.make_mesh(2, 2), seed=1)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=2)
+    assert checkpointer.save(5, saved, {"model": CFG.shape_signature(), "data_batches": 5})
+    checkpointer.wait()
+    assert checkpointer.latest_step() == 5
+    assert checkpointer.metadata(5) == {"model": CFG.shape_signature(), "data_batches": 5}
+    one_device = partitioning.make_mesh(1, 1, devices=jax.devices()[:1])
+    _, shardings = _state(one_device)
+    restored = checkpointer.restore(5, abstract_train_state(factory, OPTIMIZER, shardings))
+    checkpointer.close()
+    _assert_equal(saved, restored)
+    assert restored.params["lm_head"].sharding.mesh.size == 1
+
+
+def test_keeps_the_newest_checkpoints(tmp_path):
+    state, _ = _state(partitioning.make_mesh(-1, 1))
+    checkpointer = Checkpointer(tmp_path, every=2, keep=2)
+    saved = [step for step in range(1, 9) if checkpointer.save(step, state, {})]
+    checkpointer.wait()
+    assert saved == [2, 4, 6, 8]
+    assert sorted(checkpointer._manager.all_steps()) == [6, 8]
+    checkpointer.close()
+
+
+def test_unreadable_metadata_is_a_clear_error(tmp_path):
+    state, _ = _state(partitioning.make_mesh(-1, 1))
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    checkpointer.save(1, state, {"model": {}})
+    checkpointer.wait()
+    for path in (tmp_path / "1" / "metadata").iterdir():
+        path.unlink()
+    with pytest.raises(UserError, match="no readable metadata"):
+        checkpointer.metadata(1)
+    checkpointer.close()
