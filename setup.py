@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         # torch is pinned to the CPU build kept on disk; an open range pulls CUDA wheels.
-        "test": ["pytest>=8", "pytest-timeout>=2", "ruff>=0.6", "torch==2.13.0", "transformers>=5,<6"],
+        "test": ["pytest>=8", "ruff>=0.6", "torch==2.13.0", "transformers>=5,<6"],
     },
     entry_points={"console_scripts": ["t5x_tl-train=t5x_tl.cli:train_main"]},
 )

@@ -11,8 +11,8 @@ def get_config():
     cfg.model.size = "tiny"
     cfg.data.inputs_length = 128
     cfg.data.batch_size = 32
-    cfg.train.steps = 600
-    cfg.train.eval_every = 100
+    cfg.train.steps = 1000
+    cfg.train.eval_every = 200
     cfg.optimizer.warmup_steps = 1000
     cfg.checkpoint.every = 200
     cfg.lock()

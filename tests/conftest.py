@@ -30,3 +30,9 @@ def data_dir(tmp_path_factory) -> os.PathLike:
 def small_data(data_dir) -> BuiltinData:
     """A small built-in corpus with a 256-piece SentencePiece vocabulary."""
     return BuiltinData(corpus=SMALL_CORPUS, data_dir=data_dir, sentencepiece_size=256)
+
+
+def pytest_configure(config) -> None:
+    # Deprecations raised inside third-party libraries are theirs to fix; ours still show.
+    for module in ("tensorflow", "tensorflow_datasets", "seqio", "orbax", "flax", "optax", "jax", "google", "absl"):
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
