@@ -64,6 +64,16 @@ def _norm(cfg: T5Config, rngs: nnx.Rngs) -> RMSNorm:
     return RMSNorm(cfg.d_model, eps=cfg.layer_norm_epsilon, **_common(cfg, rngs))
 
 
+def _relative_bias(cfg: T5Config, rngs: nnx.Rngs, *, bidirectional: bool) -> RelativePositionBias:
+    return RelativePositionBias(
+        cfg.relative_attention_num_buckets,
+        cfg.relative_attention_max_distance,
+        cfg.num_heads,
+        bidirectional=bidirectional,
+        **_common(cfg, rngs),
+    )
+
+
 class EncoderLayer(nnx.Module):
     def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
         self.attention_norm = _norm(cfg, rngs)
@@ -114,13 +124,7 @@ def _segments(tokens_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.A
 
 class Encoder(nnx.Module):
     def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
-        self.relative_bias = RelativePositionBias(
-            cfg.relative_attention_num_buckets,
-            cfg.relative_attention_max_distance,
-            cfg.num_heads,
-            bidirectional=True,
-            **_common(cfg, rngs),
-        )
+        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=True)
         self.layers = nnx.List([EncoderLayer(cfg, rngs) for _ in range(cfg.num_encoder_layers)])
         self.final_norm = _norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
@@ -138,13 +142,7 @@ class Encoder(nnx.Module):
 
 class Decoder(nnx.Module):
     def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
-        self.relative_bias = RelativePositionBias(
-            cfg.relative_attention_num_buckets,
-            cfg.relative_attention_max_distance,
-            cfg.num_heads,
-            bidirectional=False,
-            **_common(cfg, rngs),
-        )
+        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=False)
         self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_decoder_layers)])
         self.final_norm = _norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
