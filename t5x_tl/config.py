@@ -34,6 +34,7 @@ def base_config() -> ConfigDict:
     cfg.data = ConfigDict(
         dict(
             task="",  # empty: span corruption over the built-in corpus described below
+            task_modules=(),  # modules to import so that `task` is registered, e.g. ("my_project.tasks",)
             cache_dir="",  # empty: $T5X_TL_DATA_DIR, else the checkout's data/, else ~/.cache/t5x_tl
             vocabulary="sentencepiece",
             sentencepiece_size=1024,

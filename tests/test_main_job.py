@@ -159,3 +159,52 @@ def test_console_entry_point_runs_the_same_command(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "config.optimizer.name='sgd' is invalid: choose one of ('adafactor', 'adamw')" in result.stderr
+
+
+USER_TASK_MODULE = """
+import seqio, tensorflow as tf
+from t5x_tl.data.tasks import register_span_corruption
+
+TEXTS = [f"document {i}: " + " ".join(f"word{j % 17}" for j in range(i, i + 300)) for i in range(40)]
+source = seqio.FunctionDataSource(
+    lambda split, shuffle_files, seed=None: tf.data.Dataset.from_tensor_slices({"text": TEXTS}),
+    splits=("train", "validation"),
+)
+register_span_corruption("user_bytes_span_corruption", source, seqio.ByteVocabulary(extra_ids=100))
+"""
+
+
+def _job_config(**data):
+    from t5x_tl.config import base_config
+
+    cfg = base_config()
+    cfg.data.update(dict(inputs_length=64, batch_size=4, **data))
+    cfg.train.update(dict(steps=2, eval_every=2, eval_batches=1, log_every=1))
+    return cfg
+
+
+def test_a_user_task_from_a_user_module_trains(tmp_path, monkeypatch):
+    from t5x_tl.train.loop import train
+
+    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 2 and result.stopped_by is None
+    assert 0.0 <= result.last_eval["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (dict(task="no_such_task", targets_length=8), "is not a registered SeqIO task or mixture"),
+        (dict(task="x", task_modules=("no_such_module",), targets_length=8), "cannot import 'no_such_module'"),
+        (dict(task="builtin_span_corruption"), "targets_length must be set"),
+    ],
+)
+def test_unknown_tasks_and_modules_are_clear_errors(tmp_path, data, message):
+    from t5x_tl.train.loop import train
+
+    with pytest.raises(UserError, match=message):
+        train(_job_config(**data), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -36,6 +36,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """Yields a scratch folder that becomes ``final`` only if the block finishes without error."""
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    scratch.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every user of the checkout
     try:
         yield scratch
         if final.exists():  # another process finished first; its copy is identical by construction

@@ -23,6 +23,11 @@ class CorpusFiles:
 
     directory: Path
 
+    @classmethod
+    def locate(cls, spec: CorpusSpec, data_dir: Path) -> CorpusFiles:
+        """Where the corpus for ``spec`` lives (or will live) under ``data_dir``."""
+        return cls(data_dir / "corpus" / spec.fingerprint())
+
     def split_path(self, split: str) -> Path:
         if split not in SPLITS:
             raise ValueError(f"unknown corpus split {split!r}; choose one of {SPLITS}")
@@ -57,7 +62,7 @@ def _write_split(path: Path, documents: list[Document]) -> None:
 def ensure_corpus(spec: CorpusSpec, data_dir: Path) -> CorpusFiles:
     """Builds the corpus for ``spec`` under ``data_dir`` unless it is already there."""
     spec.validate()
-    files = CorpusFiles(data_dir / "corpus" / spec.fingerprint())
+    files = CorpusFiles.locate(spec, data_dir)
     if files.directory.is_dir():
         return files
     world, splits = generate_corpus(spec)

@@ -51,7 +51,7 @@ class BuiltinSentencePieceVocabulary(seqio.SentencePieceVocabulary):
     """A SentencePiece vocabulary that trains itself on the built-in corpus the first time it is used."""
 
     def __init__(self, data: BuiltinData):
-        corpus_dir = data.data_dir / "corpus" / data.corpus.fingerprint()
+        corpus_dir = CorpusFiles.locate(data.corpus, data.data_dir).directory
         super().__init__(
             str(corpus_dir / f"spm_{data.sentencepiece_size}" / "spm.model"),
             extra_ids=EXTRA_IDS,
@@ -73,18 +73,19 @@ def builtin_vocabulary(data: BuiltinData) -> seqio.Vocabulary:
     raise ValueError(f"unknown vocabulary {data.vocabulary!r}; choose 'sentencepiece' or 'byte'")
 
 
-def _read_split(data: BuiltinData, split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
-    del shuffle_files, seed  # one file per split: nothing to shuffle at file level
-    features = {"text": tf.io.FixedLenFeature([], tf.string)}
-    records = tf.data.TFRecordDataset(str(data.files().split_path(split)))
-    return records.map(
-        lambda r: tf.io.parse_single_example(r, features),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+class BuiltinCorpusSource(seqio.TFExampleDataSource):
+    """The corpus's TFRecord splits as a SeqIO file source, generated on first read."""
 
+    def __init__(self, data: BuiltinData):
+        files = CorpusFiles.locate(data.corpus, data.data_dir)
+        patterns = {split: str(files.split_path(split)) for split in SPLITS}
+        super().__init__(patterns, feature_description={"text": tf.io.FixedLenFeature([], tf.string)})
+        self._data = data
 
-def builtin_source(data: BuiltinData) -> seqio.DataSource:
-    return seqio.FunctionDataSource(functools.partial(_read_split, data), splits=SPLITS)
+    def list_shards(self, split: str) -> list[str]:
+        with tf.init_scope():
+            self._data.files()
+        return super().list_shards(split)
 
 
 def register_span_corruption(
@@ -113,7 +114,7 @@ def builtin_span_corruption_task(data: BuiltinData) -> seqio.Task:
     """The span-corruption task over ``data``, registered under a name derived from it on first request."""
     name = DEFAULT_TASK if data == BuiltinData() else f"{DEFAULT_TASK}_{data.fingerprint()}"
     if name not in seqio.TaskRegistry.names():
-        register_span_corruption(name, builtin_source(data), builtin_vocabulary(data))
+        register_span_corruption(name, BuiltinCorpusSource(data), builtin_vocabulary(data))
     return seqio.get_mixture_or_task(name)
 
 

@@ -7,6 +7,7 @@ A stop request (Ctrl-C or SIGTERM) finishes the current step, saves, and leaves;
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
 import logging
 import signal
@@ -81,11 +82,19 @@ def prepare_workdir(workdir: str | Path) -> Path:
 
 def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
     """The task to train on and the targets length (derived for span corruption when the config says 0)."""
+    for module in cfg.data.task_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UserError(f"config.data.task_modules: cannot import {module!r} ({error})") from error
     if cfg.data.task:
         try:
             task = seqio.get_mixture_or_task(cfg.data.task)
         except ValueError as error:
-            raise UserError(f"config.data.task={cfg.data.task!r} is not a registered SeqIO task or mixture") from error
+            raise UserError(
+                f"config.data.task={cfg.data.task!r} is not a registered SeqIO task or mixture; "
+                "name the module that registers it in config.data.task_modules"
+            ) from error
         if not cfg.data.targets_length:
             raise UserError("config.data.targets_length must be set for a task other than the built-in one")
         return task, cfg.data.targets_length
