@@ -32,9 +32,16 @@ def _train(argv: list[str]) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if result.stopped_by == signal.SIGINT:
-        print(f"interrupted at step {result.step}; checkpoint saved, rerun the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the first step: committed checkpoints stay as they were
+        print("interrupted; the last committed checkpoint is intact, rerun the same command to resume", file=sys.stderr)
         return 130
+    if result.stopped_by is not None:
+        name = signal.Signals(result.stopped_by).name
+        print(
+            f"{name}: stopped at step {result.step} with a checkpoint saved; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130 if result.stopped_by == signal.SIGINT else 0  # SIGTERM is a preemption, not a failure
     return 0
 
 

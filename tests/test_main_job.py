@@ -90,7 +90,8 @@ def test_checkpoint_of_another_model_shape_is_refused(trained):
     assert {p: p.stat().st_mtime_ns for p in (trained / "checkpoints").rglob("*")} == before
 
 
-def test_ctrl_c_saves_and_the_next_run_resumes(data_dir, tmp_path):
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_stop_signal_saves_and_the_next_run_resumes(data_dir, tmp_path, signum, exit_code):
     process = subprocess.Popen(
         _command(tmp_path, "--config.train.steps=100000", "--config.checkpoint.every=100000"),
         stderr=subprocess.PIPE,
@@ -103,12 +104,12 @@ def test_ctrl_c_saves_and_the_next_run_resumes(data_dir, tmp_path):
         if metrics.exists() and any(r["split"] == "train" and r["step"] >= 2 for r in _records(tmp_path)):
             break
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-3000:]
+    assert process.returncode == exit_code, stderr[-3000:]
     (stopped,) = _steps(tmp_path)
     assert stopped >= 2
-    assert f"interrupted at step {stopped}" in stderr
+    assert f"{signal.Signals(signum).name}: stopped at step {stopped} with a checkpoint saved" in stderr
     result = _train(tmp_path, f"--config.train.steps={stopped + 1}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Restored step {stopped} from" in result.stderr
