@@ -209,3 +209,38 @@ def test_unknown_tasks_and_modules_are_clear_errors(tmp_path, data, message):
     with pytest.raises(UserError, match=message):
         train(_job_config(**data), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_convert_script_exports_and_imports_the_trained_model(trained, tmp_path):
+    import numpy as np
+    import orbax.checkpoint as ocp
+    import transformers
+
+    from t5x_tl.models.hf_convert import load_hf_directory
+    from t5x_tl.train.checkpointing import read_params
+
+    script = [sys.executable, str(REPO / "scripts" / "convert_hf.py")]
+    hf_dir, imported = tmp_path / "hf", tmp_path / "imported"
+    result = subprocess.run(
+        [*script, "export", f"--workdir={trained}", f"--out={hf_dir}"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    step, params, _ = read_params(trained / "checkpoints")
+    assert f"exported step {step}" in result.stdout
+    _, exported = load_hf_directory(hf_dir)
+    np.testing.assert_array_equal(
+        exported["decoder"]["layers"][1]["mlp"]["wo"], params["decoder"]["layers"][1]["mlp"]["wo"]
+    )
+    assert transformers.T5ForConditionalGeneration.from_pretrained(hf_dir).config.d_model == 128
+    result = subprocess.run(
+        [*script, "import", f"--hf_dir={hf_dir}", f"--out={imported}"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(imported / "params")
+    np.testing.assert_array_equal(restored["lm_head"], params["lm_head"])
+    assert json.loads((imported / "model_config.json").read_text())["d_model"] == 128
+    result = subprocess.run(
+        [*script, "export", f"--workdir={tmp_path}", f"--out={hf_dir}"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "error: no checkpoint in" in result.stderr

@@ -52,29 +52,57 @@ class Embed(nnx.Module):
         return jnp.take(self.embedding[...], tokens_BxL, axis=0).astype(self.dtype)
 
 
-class GatedMlp(nnx.Module):
-    """T5 v1.1 feed-forward block: ``wo(gelu(wi_0 x) * wi_1 x)``, no biases."""
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # the tanh approximation T5 v1.1 uses
+    "silu": jax.nn.silu,
+}
+
+
+def parse_feed_forward(spec: str) -> tuple[bool, str]:
+    """Hugging Face's ``feed_forward_proj`` ("relu", "gated-gelu", ...) -> (gated, activation name)."""
+    gated = spec.startswith("gated-")
+    activation = spec.removeprefix("gated-")
+    if gated and activation == "gelu":
+        activation = "gelu_new"  # as transformers maps "gated-gelu"
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unsupported feed_forward_proj {spec!r}; use [gated-]{{{', '.join(ACTIVATIONS)}}}")
+    return gated, activation
+
+
+class Mlp(nnx.Module):
+    """T5's feed-forward block, no biases: ``wo(act(wi x))`` (T5 1.0) or ``wo(act(wi_0 x) * wi_1 x)`` (gated, 1.1)."""
 
     def __init__(
         self,
         d_model: int,
         d_ff: int,
         *,
+        feed_forward_proj: str,
         dropout_rate: float,
         dtype: jnp.dtype,
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
     ):
         self.dtype = dtype
+        self.gated, self.activation = parse_feed_forward(feed_forward_proj)
         init_in = nnx.initializers.normal(d_model**-0.5)
         init_out = nnx.initializers.normal(d_ff**-0.5)
-        self.wi_0 = logical_param(init_in, rngs.params(), (d_model, d_ff), ("embed", "mlp"), param_dtype)
-        self.wi_1 = logical_param(init_in, rngs.params(), (d_model, d_ff), ("embed", "mlp"), param_dtype)
+        in_axes = ("embed", "mlp")
+        if self.gated:
+            self.wi_0 = logical_param(init_in, rngs.params(), (d_model, d_ff), in_axes, param_dtype)
+            self.wi_1 = logical_param(init_in, rngs.params(), (d_model, d_ff), in_axes, param_dtype)
+        else:
+            self.wi = logical_param(init_in, rngs.params(), (d_model, d_ff), in_axes, param_dtype)
         self.wo = logical_param(init_out, rngs.params(), (d_ff, d_model), ("mlp", "embed"), param_dtype)
         self.dropout = nnx.Dropout(dropout_rate)
 
     def __call__(self, x_BxLxD: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
-        gate_BxLxF = jax.nn.gelu(x_BxLxD @ self.wi_0[...].astype(self.dtype), approximate=True)
-        h_BxLxF = gate_BxLxF * (x_BxLxD @ self.wi_1[...].astype(self.dtype))
+        act = ACTIVATIONS[self.activation]
+        if self.gated:
+            h_BxLxF = act(x_BxLxD @ self.wi_0[...].astype(self.dtype)) * (x_BxLxD @ self.wi_1[...].astype(self.dtype))
+        else:
+            h_BxLxF = act(x_BxLxD @ self.wi[...].astype(self.dtype))
         h_BxLxF = self.dropout(h_BxLxF, deterministic=deterministic, rngs=rngs)
         return h_BxLxF @ self.wo[...].astype(self.dtype)

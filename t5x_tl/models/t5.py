@@ -1,8 +1,9 @@
-"""The T5 v1.1 encoder-decoder in Flax NNX.
+"""The T5 encoder-decoder family in Flax NNX: T5 1.0, T5 1.1 / mT5 and UMT5 differ only in configuration.
 
-Pre-norm residual blocks, RMSNorm, bucketed relative position bias (one table per stack), gated-GELU MLP,
-no biases, dropout, a shared input embedding and an untied output layer. Parameter names follow
-Hugging Face's T5 closely enough that conversion is a renaming.
+Pre-norm residual blocks, RMSNorm, bucketed relative position bias, no biases, dropout and a shared input
+embedding. T5 1.1 (the default) has a gated-GELU MLP and an untied output layer; T5 1.0 a ReLU MLP and
+tied embeddings with the output scaled by d_model^-0.5; UMT5 a relative-bias table in every layer instead of
+one per stack.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_tl.models.attention import MultiHeadAttention, RelativePositionBias, causal_mask, segment_mask
-from t5x_tl.models.layers import Embed, GatedMlp, RMSNorm, logical_param
+from t5x_tl.models.layers import Embed, Mlp, RMSNorm, logical_param
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -34,13 +35,17 @@ class T5Config:
     relative_attention_max_distance: int = 128
     dropout_rate: float = 0.0
     layer_norm_epsilon: float = 1e-6
+    feed_forward_proj: str = "gated-gelu"  # Hugging Face's name: "relu" for T5 1.0
+    tie_word_embeddings: bool = False  # True for T5 1.0: logits from the input embedding, scaled
+    per_layer_relative_bias: bool = False  # True for UMT5
     dtype: str = "float32"
     param_dtype: str = "float32"
 
-    def shape_signature(self) -> dict[str, int]:
-        """The fields that fix parameter shapes: a checkpoint restores only onto an equal signature."""
+    def shape_signature(self) -> dict[str, int | str | bool]:
+        """The fields that fix the parameter tree: a checkpoint restores only onto an equal signature."""
         names = ("vocab_size", "d_model", "d_ff", "num_heads", "d_kv", "num_encoder_layers", "num_decoder_layers")
-        names += ("relative_attention_num_buckets",)
+        names += ("relative_attention_num_buckets", "feed_forward_proj", "tie_word_embeddings")
+        names += ("per_layer_relative_bias",)
         return {name: getattr(self, name) for name in names}
 
     @property
@@ -64,14 +69,37 @@ def _norm(cfg: T5Config, rngs: nnx.Rngs) -> RMSNorm:
     return RMSNorm(cfg.d_model, eps=cfg.layer_norm_epsilon, **_common(cfg, rngs))
 
 
-def _relative_bias(cfg: T5Config, rngs: nnx.Rngs, *, bidirectional: bool) -> RelativePositionBias:
-    return RelativePositionBias(
-        cfg.relative_attention_num_buckets,
-        cfg.relative_attention_max_distance,
-        cfg.num_heads,
-        bidirectional=bidirectional,
+def _mlp(cfg: T5Config, rngs: nnx.Rngs) -> Mlp:
+    return Mlp(
+        cfg.d_model,
+        cfg.d_ff,
+        feed_forward_proj=cfg.feed_forward_proj,
+        dropout_rate=cfg.dropout_rate,
         **_common(cfg, rngs),
     )
+
+
+def _relative_bias(
+    cfg: T5Config, rngs: nnx.Rngs, *, bidirectional: bool, num_layers: int
+) -> RelativePositionBias | nnx.List:
+    """One table for the stack (T5), or one per layer (UMT5)."""
+
+    def table() -> RelativePositionBias:
+        return RelativePositionBias(
+            cfg.relative_attention_num_buckets,
+            cfg.relative_attention_max_distance,
+            cfg.num_heads,
+            bidirectional=bidirectional,
+            **_common(cfg, rngs),
+        )
+
+    return nnx.List([table() for _ in range(num_layers)]) if cfg.per_layer_relative_bias else table()
+
+
+def _layer_biases(relative_bias: RelativePositionBias | nnx.List, num_layers: int, length: int) -> list[jax.Array]:
+    if isinstance(relative_bias, RelativePositionBias):
+        return [relative_bias(length, length)] * num_layers
+    return [table(length, length) for table in relative_bias]
 
 
 class EncoderLayer(nnx.Module):
@@ -79,7 +107,7 @@ class EncoderLayer(nnx.Module):
         self.attention_norm = _norm(cfg, rngs)
         self.attention = _attention(cfg, rngs)
         self.mlp_norm = _norm(cfg, rngs)
-        self.mlp = GatedMlp(cfg.d_model, cfg.d_ff, dropout_rate=cfg.dropout_rate, **_common(cfg, rngs))
+        self.mlp = _mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
     def __call__(self, x_BxLxD, *, mask, bias, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
@@ -98,7 +126,7 @@ class DecoderLayer(nnx.Module):
         self.cross_attention_norm = _norm(cfg, rngs)
         self.cross_attention = _attention(cfg, rngs)
         self.mlp_norm = _norm(cfg, rngs)
-        self.mlp = GatedMlp(cfg.d_model, cfg.d_ff, dropout_rate=cfg.dropout_rate, **_common(cfg, rngs))
+        self.mlp = _mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
     def __call__(
@@ -124,7 +152,7 @@ def _segments(tokens_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.A
 
 class Encoder(nnx.Module):
     def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
-        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=True)
+        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=True, num_layers=cfg.num_encoder_layers)
         self.layers = nnx.List([EncoderLayer(cfg, rngs) for _ in range(cfg.num_encoder_layers)])
         self.final_norm = _norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
@@ -133,16 +161,16 @@ class Encoder(nnx.Module):
         drop = dict(deterministic=deterministic, rngs=rngs)
         length = x_BxSxD.shape[1]
         mask = segment_mask(segments_BxS, segments_BxS)
-        bias = self.relative_bias(length, length)
+        biases = _layer_biases(self.relative_bias, len(self.layers), length)
         x_BxSxD = self.dropout(x_BxSxD, **drop)
-        for layer in self.layers:
+        for layer, bias in zip(self.layers, biases, strict=True):
             x_BxSxD = layer(x_BxSxD, mask=mask, bias=bias, **drop)
         return self.dropout(self.final_norm(x_BxSxD), **drop)
 
 
 class Decoder(nnx.Module):
     def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
-        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=False)
+        self.relative_bias = _relative_bias(cfg, rngs, bidirectional=False, num_layers=cfg.num_decoder_layers)
         self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_decoder_layers)])
         self.final_norm = _norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
@@ -154,9 +182,9 @@ class Decoder(nnx.Module):
         length = y_BxLxD.shape[1]
         self_mask = segment_mask(segments_BxL, segments_BxL) & causal_mask(length)
         cross_mask = segment_mask(segments_BxL, encoder_segments_BxS)
-        self_bias = self.relative_bias(length, length)
+        biases = _layer_biases(self.relative_bias, len(self.layers), length)
         y_BxLxD = self.dropout(y_BxLxD, **drop)
-        for layer in self.layers:
+        for layer, self_bias in zip(self.layers, biases, strict=True):
             y_BxLxD = layer(
                 y_BxLxD, encoded_BxSxD, self_mask=self_mask, self_bias=self_bias, cross_mask=cross_mask, **drop
             )
@@ -171,13 +199,14 @@ class EncoderDecoder(nnx.Module):
         self.token_embed = Embed(cfg.vocab_size, cfg.d_model, **_common(cfg, rngs))
         self.encoder = Encoder(cfg, rngs)
         self.decoder = Decoder(cfg, rngs)
-        self.lm_head = logical_param(
-            nnx.initializers.normal(cfg.d_model**-0.5),
-            rngs.params(),
-            (cfg.d_model, cfg.vocab_size),
-            ("embed", "vocab"),
-            cfg.weight_dtype,
-        )
+        if not cfg.tie_word_embeddings:
+            self.lm_head = logical_param(
+                nnx.initializers.normal(cfg.d_model**-0.5),
+                rngs.params(),
+                (cfg.d_model, cfg.vocab_size),
+                ("embed", "vocab"),
+                cfg.weight_dtype,
+            )
 
     def encode(
         self,
@@ -212,4 +241,13 @@ class EncoderDecoder(nnx.Module):
         encoded = self.encode(encoder_input_tokens, encoder_segment_ids, deterministic=deterministic, rngs=rngs)
         y = self.token_embed(decoder_input_tokens)
         y = self.decoder(y, encoded, decoder_segment_ids, encoder_segments, deterministic=deterministic, rngs=rngs)
-        return (y @ self.lm_head[...].astype(y.dtype)).astype(jnp.float32)
+        return self.logits(y)
+
+    def logits(self, y_BxLxD: jax.Array) -> jax.Array:
+        """Output layer: the untied ``lm_head``, or the input embedding scaled by d_model^-0.5 when tied."""
+        if self.config.tie_word_embeddings:
+            y_BxLxD = y_BxLxD * self.config.d_model**-0.5
+            kernel_DxV = self.token_embed.embedding[...].astype(y_BxLxD.dtype).T
+        else:
+            kernel_DxV = self.lm_head[...].astype(y_BxLxD.dtype)
+        return (y_BxLxD @ kernel_DxV).astype(jnp.float32)

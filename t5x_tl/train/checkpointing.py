@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 from t5x_tl.errors import UserError
@@ -58,3 +59,30 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _int_keys(tree: Any) -> Any:
+    """Orbax stores dict keys as strings; layer lists use integer keys in the parameter tree."""
+    if not isinstance(tree, dict):
+        return tree
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v) for k, v in tree.items()}
+
+
+def read_params(directory: Path, step: int | None = None) -> tuple[int, dict, dict]:
+    """(step, parameters as host arrays, metadata) of a training checkpoint, without rebuilding its optimizer."""
+    manager = ocp.CheckpointManager(directory.absolute(), item_names=("state", "metadata"))
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None or step not in manager.all_steps():
+            raise UserError(f"no checkpoint{'' if step is None else f' at step {step}'} in {directory}")
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore())
+        restored = manager.restore(step, args=args)
+    finally:
+        manager.close()
+    return step, _int_keys(jax.device_get(restored.state["params"])), restored.metadata
+
+
+def save_params(directory: Path, params: dict) -> None:
+    """A parameters-only Orbax checkpoint (e.g. of an imported Hugging Face model)."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory.absolute() / "params", params)

@@ -212,7 +212,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         donate_argnums=0,
     )
     eval_step = jax.jit(make_eval_step(graphdef, cfg.train.z_loss), in_shardings=(shardings.params, data_sharding))
-    metadata = lambda step: {"model": model_cfg.shape_signature(), "data_batches": step, "task": task.name}
+    model_record = {"model": model_cfg.shape_signature(), "model_config": dataclasses.asdict(model_cfg)}
+    metadata = lambda step: {**model_record, "data_batches": step, "task": task.name}
     writer = MetricWriter(workdir)
     tokens_per_step = cfg.data.batch_size * (cfg.data.inputs_length + targets_length)
     stop = StopRequest()
