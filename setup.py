@@ -25,10 +25,16 @@ setup(
         "numpy>=2,<3",
         "tqdm>=4.66",
         "tensorboard>=2.21,<2.22",
+        "safetensors>=0.4,<1",  # Hugging Face checkpoints, read and written without torch
+        # Downstream evaluation metrics (t5x_tl.eval.metrics).
+        "scikit-learn>=1.9,<2",
+        "scipy>=1.17,<2",
+        "rouge-score>=0.1.2,<0.2",
+        "sacrebleu>=2.6,<3",
     ],
     extras_require={
         # torch is pinned to the CPU build kept on disk; an open range pulls CUDA wheels.
-        "test": ["pytest>=8", "ruff>=0.6", "torch==2.13.0", "transformers>=5,<6"],
+        "test": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "torch==2.13.0", "transformers>=5,<6"],
     },
     entry_points={"console_scripts": ["t5x_tl-train=t5x_tl.cli:train_main"]},
 )
