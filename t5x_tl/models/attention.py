@@ -67,9 +67,9 @@ class RelativePositionBias(nnx.Module):
             param_dtype,
         )
 
-    def __call__(self, query_len: int, key_len: int) -> jax.Array:
-        """Returns the bias as ``1 x H x Q x K``."""
-        relative_QxK = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+    def __call__(self, query_len: int, key_len: int, query_offset: jax.Array | int = 0) -> jax.Array:
+        """Returns the bias as ``1 x H x Q x K``; queries start at ``query_offset`` (cached decoding)."""
+        relative_QxK = jnp.arange(key_len)[None, :] - (jnp.arange(query_len)[:, None] + query_offset)
         buckets_QxK = relative_position_buckets(
             relative_QxK, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
         )
@@ -119,19 +119,26 @@ class MultiHeadAttention(nnx.Module):
         )
         self.dropout = nnx.Dropout(dropout_rate)
 
+    def key_value(self, context_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys and values of a context: computed once and cached when decoding."""
+        k_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxTxD, self.key[...].astype(self.dtype))
+        v_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxTxD, self.value[...].astype(self.dtype))
+        return k_BxTxHxK, v_BxTxHxK
+
     def __call__(
         self,
         x_BxQxD: jax.Array,
-        context_BxKxD: jax.Array,
+        context_BxKxD: jax.Array | None,
         *,
         mask_Bx1xQxK: jax.Array | None,
         bias_1xHxQxK: jax.Array | None,
         deterministic: bool,
         rngs: nnx.Rngs | None,
+        key_value: tuple[jax.Array, jax.Array] | None = None,
     ) -> jax.Array:
+        """Attends from ``x`` to ``context``, or to precomputed ``key_value`` (a decoding cache) when given."""
         q_BxQxHxK = jnp.einsum("bqd,dhk->bqhk", x_BxQxD, self.query[...].astype(self.dtype))
-        k_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxKxD, self.key[...].astype(self.dtype))
-        v_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxKxD, self.value[...].astype(self.dtype))
+        k_BxTxHxK, v_BxTxHxK = key_value if key_value is not None else self.key_value(context_BxKxD)
         logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK).astype(jnp.float32)
         if bias_1xHxQxK is not None:
             logits_BxHxQxT = logits_BxHxQxT + bias_1xHxQxK.astype(jnp.float32)

@@ -96,10 +96,12 @@ def _relative_bias(
     return nnx.List([table() for _ in range(num_layers)]) if cfg.per_layer_relative_bias else table()
 
 
-def _layer_biases(relative_bias: RelativePositionBias | nnx.List, num_layers: int, length: int) -> list[jax.Array]:
+def _layer_biases(
+    relative_bias: RelativePositionBias | nnx.List, num_layers: int, query_len: int, key_len: int, offset=0
+) -> list[jax.Array]:
     if isinstance(relative_bias, RelativePositionBias):
-        return [relative_bias(length, length)] * num_layers
-    return [table(length, length) for table in relative_bias]
+        return [relative_bias(query_len, key_len, offset)] * num_layers
+    return [table(query_len, key_len, offset) for table in relative_bias]
 
 
 class EncoderLayer(nnx.Module):
@@ -129,18 +131,50 @@ class DecoderLayer(nnx.Module):
         self.mlp = _mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
+    def _blocks(self, y_BxLxD, self_attend, cross_attend, drop: dict) -> jax.Array:
+        y_BxLxD = y_BxLxD + self.dropout(self_attend(self.self_attention_norm(y_BxLxD)), **drop)
+        y_BxLxD = y_BxLxD + self.dropout(cross_attend(self.cross_attention_norm(y_BxLxD)), **drop)
+        return y_BxLxD + self.dropout(self.mlp(self.mlp_norm(y_BxLxD), **drop), **drop)
+
     def __call__(
         self, y_BxLxD, encoded_BxSxD, *, self_mask, self_bias, cross_mask, deterministic: bool, rngs: nnx.Rngs | None
     ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
-        h = self.self_attention_norm(y_BxLxD)
-        h = self.self_attention(h, h, mask_Bx1xQxK=self_mask, bias_1xHxQxK=self_bias, **drop)
-        y_BxLxD = y_BxLxD + self.dropout(h, **drop)
-        h = self.cross_attention_norm(y_BxLxD)
-        h = self.cross_attention(h, encoded_BxSxD, mask_Bx1xQxK=cross_mask, bias_1xHxQxK=None, **drop)
-        y_BxLxD = y_BxLxD + self.dropout(h, **drop)
-        h = self.mlp(self.mlp_norm(y_BxLxD), **drop)
-        return y_BxLxD + self.dropout(h, **drop)
+
+        def self_attend(h):
+            return self.self_attention(h, h, mask_Bx1xQxK=self_mask, bias_1xHxQxK=self_bias, **drop)
+
+        def cross_attend(h):
+            return self.cross_attention(h, encoded_BxSxD, mask_Bx1xQxK=cross_mask, bias_1xHxQxK=None, **drop)
+
+        return self._blocks(y_BxLxD, self_attend, cross_attend, drop)
+
+    def init_cache(self, encoded_BxSxD: jax.Array, max_length: int) -> dict[str, jax.Array]:
+        """Cross-attention keys/values (fixed) and empty self-attention keys/values for ``max_length`` steps."""
+        cross_k, cross_v = self.cross_attention.key_value(encoded_BxSxD)
+        empty = jnp.zeros((encoded_BxSxD.shape[0], max_length, *cross_k.shape[2:]), cross_k.dtype)
+        return {"cross_k": cross_k, "cross_v": cross_v, "self_k": empty, "self_v": empty}
+
+    def decode(
+        self, y_BxQxD, cache: dict[str, jax.Array], position: jax.Array, *, self_mask, self_bias, cross_mask
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The same block for tokens at ``position..``, attending to cached keys/values; O(1) in the prefix."""
+        drop = dict(deterministic=True, rngs=None)
+        updated = dict(cache)
+
+        def self_attend(h):
+            k, v = self.self_attention.key_value(h)
+            start = (0, position, 0, 0)
+            updated["self_k"] = jax.lax.dynamic_update_slice(cache["self_k"], k.astype(cache["self_k"].dtype), start)
+            updated["self_v"] = jax.lax.dynamic_update_slice(cache["self_v"], v.astype(cache["self_v"].dtype), start)
+            kv = (updated["self_k"], updated["self_v"])
+            return self.self_attention(h, None, mask_Bx1xQxK=self_mask, bias_1xHxQxK=self_bias, key_value=kv, **drop)
+
+        def cross_attend(h):
+            kv = (cache["cross_k"], cache["cross_v"])
+            return self.cross_attention(h, None, mask_Bx1xQxK=cross_mask, bias_1xHxQxK=None, key_value=kv, **drop)
+
+        return self._blocks(y_BxQxD, self_attend, cross_attend, drop), updated
 
 
 def _segments(tokens_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
@@ -161,7 +195,7 @@ class Encoder(nnx.Module):
         drop = dict(deterministic=deterministic, rngs=rngs)
         length = x_BxSxD.shape[1]
         mask = segment_mask(segments_BxS, segments_BxS)
-        biases = _layer_biases(self.relative_bias, len(self.layers), length)
+        biases = _layer_biases(self.relative_bias, len(self.layers), length, length)
         x_BxSxD = self.dropout(x_BxSxD, **drop)
         for layer, bias in zip(self.layers, biases, strict=True):
             x_BxSxD = layer(x_BxSxD, mask=mask, bias=bias, **drop)
@@ -182,13 +216,34 @@ class Decoder(nnx.Module):
         length = y_BxLxD.shape[1]
         self_mask = segment_mask(segments_BxL, segments_BxL) & causal_mask(length)
         cross_mask = segment_mask(segments_BxL, encoder_segments_BxS)
-        biases = _layer_biases(self.relative_bias, len(self.layers), length)
+        biases = _layer_biases(self.relative_bias, len(self.layers), length, length)
         y_BxLxD = self.dropout(y_BxLxD, **drop)
         for layer, self_bias in zip(self.layers, biases, strict=True):
             y_BxLxD = layer(
                 y_BxLxD, encoded_BxSxD, self_mask=self_mask, self_bias=self_bias, cross_mask=cross_mask, **drop
             )
         return self.dropout(self.final_norm(y_BxLxD), **drop)
+
+    def init_cache(self, encoded_BxSxD: jax.Array, max_length: int) -> list[dict[str, jax.Array]]:
+        return [layer.init_cache(encoded_BxSxD, max_length) for layer in self.layers]
+
+    def decode(
+        self, y_BxQxD, cache: list[dict[str, jax.Array]], position: jax.Array, encoder_segments_BxS: jax.Array
+    ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+        """Decoder outputs for ``Q`` new tokens starting at ``position``, with the updated cache."""
+        query_len, max_length = y_BxQxD.shape[1], cache[0]["self_k"].shape[1]
+        key_positions = jnp.arange(max_length)[None, :]
+        query_positions = position + jnp.arange(query_len)[:, None]
+        self_mask = (key_positions <= query_positions)[None, None]
+        cross_mask = segment_mask(jnp.ones(y_BxQxD.shape[:2], jnp.int32), encoder_segments_BxS)
+        biases = _layer_biases(self.relative_bias, len(self.layers), query_len, max_length, position)
+        new_cache = []
+        for layer, self_bias, layer_cache in zip(self.layers, biases, cache, strict=True):
+            y_BxQxD, layer_cache = layer.decode(
+                y_BxQxD, layer_cache, position, self_mask=self_mask, self_bias=self_bias, cross_mask=cross_mask
+            )
+            new_cache.append(layer_cache)
+        return self.final_norm(y_BxQxD), new_cache
 
 
 class EncoderDecoder(nnx.Module):
@@ -242,6 +297,21 @@ class EncoderDecoder(nnx.Module):
         y = self.token_embed(decoder_input_tokens)
         y = self.decoder(y, encoded, decoder_segment_ids, encoder_segments, deterministic=deterministic, rngs=rngs)
         return self.logits(y)
+
+    def init_decode_cache(
+        self, encoder_input_tokens: jax.Array, max_length: int
+    ) -> tuple[list[dict[str, jax.Array]], jax.Array]:
+        """Encodes the prompts once; returns the decoder cache and the encoder segments for cross-attention."""
+        segments = _segments(encoder_input_tokens, None)
+        encoded = self.encode(encoder_input_tokens)
+        return self.decoder.init_cache(encoded, max_length), segments
+
+    def decode_step(
+        self, tokens_BxQ: jax.Array, position: jax.Array, cache: list[dict[str, jax.Array]], encoder_segments_BxS
+    ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+        """Logits ``B x Q x vocab`` for decoder tokens at ``position..``, given everything before from the cache."""
+        y, cache = self.decoder.decode(self.token_embed(tokens_BxQ), cache, position, encoder_segments_BxS)
+        return self.logits(y), cache
 
     def logits(self, y_BxLxD: jax.Array) -> jax.Array:
         """Output layer: the untied ``lm_head``, or the input embedding scaled by d_model^-0.5 when tied."""
