@@ -179,7 +179,7 @@ def _job_config(**data):
     from t5x_tl.config import base_config
 
     cfg = base_config()
-    cfg.data.update(dict(inputs_length=64, batch_size=4, **data))
+    cfg.data.update({"inputs_length": 64, "batch_size": 4, **data})
     cfg.train.update(dict(steps=2, eval_every=2, eval_batches=1, log_every=1))
     return cfg
 
@@ -201,6 +201,8 @@ def test_a_user_task_from_a_user_module_trains(tmp_path, monkeypatch):
         (dict(task="no_such_task", targets_length=8), "is not a registered SeqIO task or mixture"),
         (dict(task="x", task_modules=("no_such_module",), targets_length=8), "cannot import 'no_such_module'"),
         (dict(task="builtin_span_corruption"), "targets_length must be set"),
+        (dict(targets_length=5), "targets_length=5 is too short for span corruption of inputs_length=64: it needs 14"),
+        (dict(inputs_length=1), "inputs_length=1 is too short"),
     ],
 )
 def test_unknown_tasks_and_modules_are_clear_errors(tmp_path, data, message):

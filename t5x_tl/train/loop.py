@@ -108,8 +108,16 @@ def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
         builtin.corpus.validate()
     except ValueError as error:
         raise UserError(f"config.data.corpus: {error}") from error
-    targets_length = cfg.data.targets_length or raw_length_for(cfg.data.inputs_length, 0.15, 3.0)[1]
-    return tasks.builtin_span_corruption_task(builtin), targets_length
+    try:
+        needed = raw_length_for(cfg.data.inputs_length, 0.15, 3.0)[1]
+    except ValueError as error:
+        raise UserError(f"config.data.inputs_length={cfg.data.inputs_length} is too short: {error}") from error
+    if cfg.data.targets_length and cfg.data.targets_length < needed:
+        raise UserError(
+            f"config.data.targets_length={cfg.data.targets_length} is too short for span corruption of "
+            f"inputs_length={cfg.data.inputs_length}: it needs {needed}; set it to 0 to derive it"
+        )
+    return tasks.builtin_span_corruption_task(builtin), cfg.data.targets_length or needed
 
 
 def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
