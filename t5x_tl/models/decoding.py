@@ -47,8 +47,10 @@ def _validate(max_length: int, temperature: float = 1.0, top_k: int = 0, top_p: 
         raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
 
 
-@functools.partial(nnx.jit, static_argnames=("max_length", "pick"))
-def _decode_loop(model: EncoderDecoder, prompts_BxS: jax.Array, key: jax.Array, *, max_length: int, pick: Picker):
+@functools.partial(nnx.jit, static_argnames=("max_length", "pick", "eos_id"))
+def _decode_loop(
+    model: EncoderDecoder, prompts_BxS: jax.Array, key: jax.Array, *, max_length: int, pick: Picker, eos_id: int | None
+):
     batch = prompts_BxS.shape[0]
     cache, segments = model.init_decode_cache(prompts_BxS, max_length)
     tokens = jnp.zeros((batch, max_length + 1), jnp.int32)  # column 0 is the start token (pad, as in T5)
@@ -63,16 +65,18 @@ def _decode_loop(model: EncoderDecoder, prompts_BxS: jax.Array, key: jax.Array, 
         key, sub = jax.random.split(key)
         chosen = jnp.where(done, 0, pick(logits[:, 0], sub))
         tokens = jax.lax.dynamic_update_slice_in_dim(tokens, chosen[:, None], step + 1, axis=1)
-        return step + 1, tokens, cache, done | (chosen == EOS_ID), key
+        return step + 1, tokens, cache, done if eos_id is None else done | (chosen == eos_id), key
 
     state = (jnp.int32(0), tokens, cache, jnp.zeros((batch,), bool), key)
     return jax.lax.while_loop(not_done, step_fn, state)[1][:, 1:]
 
 
-def greedy_decode(model: EncoderDecoder, prompts_BxS: jax.Array, max_length: int) -> jax.Array:
-    """The most likely token at every step."""
+def greedy_decode(
+    model: EncoderDecoder, prompts_BxS: jax.Array, max_length: int, *, eos_id: int | None = EOS_ID
+) -> jax.Array:
+    """The most likely token at every step; ``eos_id=None`` always generates ``max_length`` tokens."""
     _validate(max_length)
-    return _decode_loop(model, prompts_BxS, jax.random.key(0), max_length=max_length, pick=_argmax)
+    return _decode_loop(model, prompts_BxS, jax.random.key(0), max_length=max_length, pick=_argmax, eos_id=eos_id)
 
 
 def _argmax(logits_BxV: jax.Array, key: jax.Array) -> jax.Array:
@@ -100,10 +104,12 @@ def sample_decode(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    eos_id: int | None = EOS_ID,
 ) -> jax.Array:
     """Ancestral sampling from the filtered distribution (see :func:`filter_logits`)."""
     _validate(max_length, temperature, top_k, top_p)
-    return _decode_loop(model, prompts_BxS, key, max_length=max_length, pick=_sampler(temperature, top_k, top_p))
+    pick = _sampler(temperature, top_k, top_p)
+    return _decode_loop(model, prompts_BxS, key, max_length=max_length, pick=pick, eos_id=eos_id)
 
 
 def length_penalty(length: jax.Array, alpha: float) -> jax.Array:

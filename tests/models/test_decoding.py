@@ -68,6 +68,8 @@ def test_greedy_equals_uncached_greedy_with_mixed_prompt_lengths(model):
     np.testing.assert_array_equal(cached, _cut_after_eos(_uncached_greedy(model, prompts, 10)))
     alone = np.asarray(decoding.greedy_decode(model, prompts[2:3, :4], max_length=10))
     np.testing.assert_array_equal(cached[2:3], alone)
+    endless = np.asarray(decoding.greedy_decode(model, prompts, max_length=10, eos_id=None))
+    np.testing.assert_array_equal(endless, _uncached_greedy(model, prompts, 10))
 
 
 def test_sampling_limits_collapse_to_greedy(model):
