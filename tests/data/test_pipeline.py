@@ -1,10 +1,15 @@
-"""Host batches: packed feature-converter output, and an exact continuation after skipping (resume)."""
+"""Host batches: each model kind's features (packed or not), an exact continuation after skipping (resume), shards."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
 
 from t5x_tl.data import tasks
 from t5x_tl.data.pipeline import BatchSpec, numpy_batches
@@ -39,3 +44,116 @@ def test_hosts_read_disjoint_shards(small_data):
     first = next(numpy_batches(_spec(small_data, host_index=0, num_hosts=2, shuffle=False)))
     second = next(numpy_batches(_spec(small_data, host_index=1, num_hosts=2, shuffle=False)))
     assert not np.array_equal(first["encoder_input_tokens"], second["encoder_input_tokens"])
+
+
+# Pre-tokenized examples (no EOS), read in order: the first two fill row 0 when packing, the third never fits.
+VOCABULARY = seqio.ByteVocabulary(extra_ids=4)
+MASK = 262  # <extra_id_0>: 3 special ids + 256 bytes + 4 extra ids, the last id
+PAIRS = (([3, 4, 5], [6, 7]), ([8, 9], [10]), ([11, 12, 13, 14, 15, 16], [17, 18, 19]), ([20], [21, 22]))
+MASKED = (([5, MASK, 7, MASK], [5, 6, 7, 8]), ([MASK, 9], [4, 9]), ([3, 4, 5, 6, 7], [3, 4, 5, 6, 7]))
+
+
+def _source(examples: tuple[tuple[list[int], list[int]], ...]) -> seqio.FunctionDataSource:
+    def rows() -> Iterator[dict[str, list[int]]]:
+        for inputs, targets in examples:
+            yield {"inputs": inputs, "targets": targets}
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+        spec = tf.TensorSpec([None], tf.int32)
+        return tf.data.Dataset.from_generator(rows, output_signature={"inputs": spec, "targets": spec})
+
+    return seqio.FunctionDataSource(dataset_fn, splits=["train"])
+
+
+@pytest.fixture(scope="module")
+def toy_tasks():
+    features = {key: seqio.Feature(VOCABULARY, add_eos=False) for key in ("inputs", "targets")}
+    names = {"pairs": "pipeline_test_pairs", "masked": "pipeline_test_masked"}
+    seqio.TaskRegistry.add(names["pairs"], source=_source(PAIRS), output_features=features)
+    seqio.TaskRegistry.add(names["masked"], source=_source(MASKED), output_features=features)
+    yield names
+    for name in names.values():
+        seqio.TaskRegistry.remove(name)
+
+
+_Z4, _Z7 = [0] * 4, [0] * 7
+# Row 0 of the first batch, by (model kind, pack), hand-computed from PAIRS / MASKED.
+EXPECTED_ROW = {
+    ("encoder_decoder", False): {
+        "encoder_input_tokens": [3, 4, 5, 0, 0, 0, 0, 0],
+        "decoder_target_tokens": [6, 7, 0, 0],
+        "decoder_input_tokens": [0, 6, 7, 0],
+        "decoder_loss_weights": [1, 1, 0, 0],
+    },
+    ("encoder_decoder", True): {
+        "encoder_input_tokens": [3, 4, 5, 8, 9, 0, 0, 0],
+        "encoder_segment_ids": [1, 1, 1, 2, 2, 0, 0, 0],
+        "encoder_positions": [0, 1, 2, 0, 1, 0, 0, 0],
+        "decoder_target_tokens": [6, 7, 10, 0],
+        "decoder_input_tokens": [0, 6, 0, 0],
+        "decoder_loss_weights": [1, 1, 1, 0],
+        "decoder_segment_ids": [1, 1, 2, 0],
+        "decoder_positions": [0, 1, 0, 0],
+    },
+    ("decoder_only", False): {
+        "decoder_target_tokens": [6, 7, 0, 0],
+        "decoder_input_tokens": [0, 6, 7, 0],
+        "decoder_loss_weights": [1, 1, 0, 0],
+    },
+    ("decoder_only", True): {
+        "decoder_target_tokens": [6, 7, 10, 0],
+        "decoder_input_tokens": [0, 6, 0, 0],
+        "decoder_loss_weights": [1, 1, 1, 0],
+        "decoder_segment_ids": [1, 1, 2, 0],
+        "decoder_positions": [0, 1, 0, 0],
+    },
+    ("prefix_lm", False): {  # inputs + targets in one sequence of 8 + 4; loss on the targets part only
+        "decoder_target_tokens": [3, 4, 5, 6, 7, *_Z7],
+        "decoder_input_tokens": [0, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0],
+        "decoder_loss_weights": [0, 0, 0, 1, 1, *_Z7],
+        "decoder_causal_attention": [1, 1, 1, 1, 0, *_Z7],  # the inputs and the position reading their last
+    },
+    ("prefix_lm", True): {
+        "decoder_target_tokens": [3, 4, 5, 6, 7, 8, 9, 10, *_Z4],
+        "decoder_input_tokens": [0, 3, 4, 5, 6, 0, 8, 9, *_Z4],
+        "decoder_loss_weights": [0, 0, 0, 1, 1, 0, 0, 1, *_Z4],
+        "decoder_causal_attention": [1, 1, 1, 1, 0, 1, 1, 1, *_Z4],
+        "decoder_segment_ids": [1, 1, 1, 1, 1, 2, 2, 2, *_Z4],
+        "decoder_positions": [0, 1, 2, 3, 4, 0, 1, 2, *_Z4],
+    },
+    ("encoder_only", False): {  # loss where the inputs hold the mask token
+        "encoder_input_tokens": [5, MASK, 7, MASK, 0, 0, 0, 0],
+        "encoder_target_tokens": [5, 6, 7, 8, 0, 0, 0, 0],
+        "encoder_loss_weights": [0, 1, 0, 1, 0, 0, 0, 0],
+    },
+    ("encoder_only", True): {
+        "encoder_input_tokens": [5, MASK, 7, MASK, MASK, 9, 0, 0],
+        "encoder_target_tokens": [5, 6, 7, 8, 4, 9, 0, 0],
+        "encoder_loss_weights": [0, 1, 0, 1, 1, 0, 0, 0],
+        "encoder_segment_ids": [1, 1, 1, 1, 2, 2, 0, 0],
+        "encoder_positions": [0, 1, 2, 3, 0, 1, 0, 0],
+    },
+}
+
+
+@pytest.mark.parametrize(("model_kind", "pack"), list(EXPECTED_ROW))
+def test_each_model_kind_yields_its_features(toy_tasks, model_kind, pack):
+    task = toy_tasks["masked" if model_kind == "encoder_only" else "pairs"]
+    targets_length = 8 if model_kind == "encoder_only" else 4
+    spec = BatchSpec(task, "train", 8, targets_length, batch_size=2, seed=0, pack=pack, shuffle=False)
+    batch = next(numpy_batches(dataclasses.replace(spec, model_kind=model_kind)))
+    expected = EXPECTED_ROW[model_kind, pack]
+    assert set(batch) == set(expected)
+    for key, row in expected.items():
+        assert batch[key].shape == (2, len(row)), key
+        np.testing.assert_array_equal(batch[key][0], row, err_msg=key)
+
+
+def test_unknown_model_kind_is_refused():
+    with pytest.raises(ValueError, match="model_kind='t5'"):
+        BatchSpec("any", "train", 8, 4, batch_size=2, seed=0, model_kind="t5")
+
+
+def test_encoder_only_needs_aligned_lengths():
+    with pytest.raises(ValueError, match="targets_length=4 must equal inputs_length=8"):
+        BatchSpec("any", "train", 8, 4, batch_size=2, seed=0, model_kind="encoder_only")
