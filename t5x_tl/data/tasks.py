@@ -112,11 +112,11 @@ def register_span_corruption(
 
 def builtin_span_corruption_task(data: BuiltinData) -> seqio.Task:
     """The span-corruption task over ``data``, registered under a name derived from it on first request."""
-    name = DEFAULT_TASK if data == _IMPORT_TIME_DATA else f"{DEFAULT_TASK}_{data.fingerprint()}"
+    name = DEFAULT_TASK if data == IMPORT_TIME_DATA else f"{DEFAULT_TASK}_{data.fingerprint()}"
     if name not in seqio.TaskRegistry.names():
         register_span_corruption(name, BuiltinCorpusSource(data), builtin_vocabulary(data))
     return seqio.get_mixture_or_task(name)
 
 
-_IMPORT_TIME_DATA = BuiltinData()  # fixed here: a later change of $T5X_TL_DATA_DIR gets its own task name
-builtin_span_corruption_task(_IMPORT_TIME_DATA)
+IMPORT_TIME_DATA = BuiltinData()  # fixed here: a later change of $T5X_TL_DATA_DIR gets its own task name
+builtin_span_corruption_task(IMPORT_TIME_DATA)
