@@ -13,28 +13,17 @@ import argparse
 import functools
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from t5x_tl.benchmarking import median_seconds
 from t5x_tl.models import decoding
 from t5x_tl.models.hf_convert import config_to_hf, params_to_hf
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @functools.partial(nnx.jit, static_argnames="new_tokens")
@@ -70,10 +59,10 @@ def main() -> None:
     prompts = jnp.asarray(np.random.default_rng(0).integers(2, args.vocab, (args.batch, args.prompt)), jnp.int32)
     n = args.new_tokens
 
-    cached_s = _median_seconds(
+    cached_s = median_seconds(
         lambda: decoding.greedy_decode(model, prompts, n, eos_id=None).block_until_ready(), args.repeats
     )
-    uncached_s = _median_seconds(lambda: uncached_greedy(model, prompts, n).block_until_ready(), args.repeats)
+    uncached_s = median_seconds(lambda: uncached_greedy(model, prompts, n).block_until_ready(), args.repeats)
     hf_cfg = transformers.T5Config(**{**config_to_hf(cfg), "dropout_rate": 0.0})
     reference = transformers.T5ForConditionalGeneration(hf_cfg).eval()
     state = {
@@ -89,7 +78,7 @@ def main() -> None:
                 input_ids=torch_prompts, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1
             )
 
-    hf_s = _median_seconds(generate, args.repeats)
+    hf_s = median_seconds(generate, args.repeats)
     tokens = args.batch * n
     result = {
         "config": vars(args),

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,22 +20,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from t5x_tl.benchmarking import median_seconds
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder, T5Config
 from t5x_tl.train.flops import train_step_flops
 from t5x_tl.train.state import TrainState
 from t5x_tl.train.step import make_train_step
-
-
-def _median_seconds(fn, steps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def matmul_peak_flops(n: int = 2048, steps: int = 10) -> dict[str, float]:
@@ -46,9 +34,9 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10) -> dict[str, float]:
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     matmul = jax.jit(lambda x: x @ x)
-    jax_s = _median_seconds(lambda: matmul(a).block_until_ready(), steps, warmup=2)
+    jax_s = median_seconds(lambda: matmul(a).block_until_ready(), steps, warmup=2)
     t = torch.randn(n, n)
-    torch_s = _median_seconds(lambda: t @ t, steps, warmup=2)
+    torch_s = median_seconds(lambda: t @ t, steps, warmup=2)
     return {"jax": 2 * n**3 / jax_s, "torch": 2 * n**3 / torch_s}
 
 
@@ -77,7 +65,7 @@ def ours_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -
         holder["state"], metrics = step_fn(holder["state"], device_batch)
         jax.block_until_ready(metrics["loss"])
 
-    return _median_seconds(run, steps)
+    return median_seconds(run, steps)
 
 
 def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -> float:
@@ -111,7 +99,7 @@ def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) 
         loss.backward()
         optimizer.step()
 
-    return _median_seconds(run, steps)
+    return median_seconds(run, steps)
 
 
 def main() -> None:
