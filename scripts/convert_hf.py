@@ -3,7 +3,7 @@
 # a training work directory's checkpoint -> config.json + model.safetensors
 python scripts/convert_hf.py export --workdir=/tmp/t5x_tl_pretrain --out=/tmp/hf_model [--step=N]
 # a Hugging Face directory -> a parameters-only Orbax checkpoint + model_config.json
-python scripts/convert_hf.py import --hf_dir=/path/to/t5-small --out=/tmp/imported
+python scripts/convert_hf.py import --hf_dir=/path/to/t5-small --out=/tmp/imported [--kind=encoder_only]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.hf_convert import load_hf_directory, save_hf_directory
-from t5x_tl.models.t5 import T5Config
+from t5x_tl.models.config import T5Config
+from t5x_tl.models.hf_convert import HF_KINDS, load_hf_directory, save_hf_directory
 from t5x_tl.train.checkpointing import read_params, save_params
 
 
@@ -25,19 +25,22 @@ def export(workdir: Path, out: Path, step: int | None) -> None:
     if "model_config" not in metadata:
         raise UserError(f"checkpoint {workdir / 'checkpoints' / str(step)} does not record its model config")
     cfg = T5Config(**metadata["model_config"])
-    save_hf_directory(out, cfg, params)
+    kind = metadata.get("model", {}).get("kind", "encoder_decoder")
+    save_hf_directory(out, cfg, params, kind)
     print(f"exported step {step} of {workdir} to {out} (config.json, model.safetensors)")
-    if not cfg.tie_word_embeddings:
+    if kind == "encoder_decoder" and not cfg.tie_word_embeddings:
         print("note: transformers >= 5 ties T5's lm_head to its input embedding; this untied head loads exactly in "
               "t5x_tl and transformers 4.x", file=sys.stderr)  # fmt: skip
 
 
-def import_(hf_dir: Path, out: Path) -> None:
-    cfg, params = load_hf_directory(hf_dir)
+def import_(hf_dir: Path, out: Path, kind: str) -> None:
+    cfg, params = load_hf_directory(hf_dir, kind)
     save_params(out, params)
-    (out / "model_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    print(f"imported {hf_dir} ({cfg.num_encoder_layers}+{cfg.num_decoder_layers} layers, d_model {cfg.d_model}) "
-          f"to {out / 'params'}")  # fmt: skip
+    (out / "model_config.json").write_text(json.dumps({"kind": kind, **dataclasses.asdict(cfg)}, indent=2))
+    layers = (
+        f"{cfg.num_encoder_layers}+{cfg.num_decoder_layers}" if kind == "encoder_decoder" else cfg.num_encoder_layers
+    )
+    print(f"imported {hf_dir} as {kind} ({layers} layers, d_model {cfg.d_model}) to {out / 'params'}")
 
 
 def main() -> int:
@@ -50,12 +53,13 @@ def main() -> int:
     import_cmd = commands.add_parser("import", help="Hugging Face directory -> t5x_tl parameters checkpoint")
     import_cmd.add_argument("--hf_dir", type=Path, required=True)
     import_cmd.add_argument("--out", type=Path, required=True)
+    import_cmd.add_argument("--kind", choices=HF_KINDS, default="encoder_decoder", help="encoder_only: the encoder")
     args = parser.parse_args()
     try:
         if args.command == "export":
             export(args.workdir, args.out, args.step)
         else:
-            import_(args.hf_dir, args.out)
+            import_(args.hf_dir, args.out, args.kind)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

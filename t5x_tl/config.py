@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable
 from ml_collections import ConfigDict
 
 from t5x_tl.errors import UserError
+from t5x_tl.models.kinds import MODEL_KINDS
 from t5x_tl.models.sizes import T5_1_1_SIZES
+from t5x_tl.models.stack import REMAT_POLICIES
 from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
 
 DEFAULT_RULES = (
     ("batch", "data"),
+    ("layers", None),  # the stacked-layers axis of scanned parameters
     ("vocab", "model"),
     ("mlp", "model"),
     ("heads", "model"),
@@ -30,7 +33,17 @@ def base_config() -> ConfigDict:
     """Every key a job may set, with defaults for the CPU-sized span-corruption pretraining job."""
     cfg = ConfigDict()
     cfg.seed = 0
-    cfg.model = ConfigDict(dict(size="tiny", dtype="float32", param_dtype="float32", dropout_rate=0.0))
+    cfg.model = ConfigDict(
+        dict(
+            kind="encoder_decoder",  # or decoder_only, prefix_lm, encoder_only (t5x_tl.models.kinds)
+            size="tiny",
+            dtype="float32",
+            param_dtype="float32",
+            dropout_rate=0.0,
+            scan_layers=True,  # lax.scan over the layers (flat compile time) or an unrolled loop
+            remat_policy="none",  # t5x_tl.models.stack.REMAT_POLICIES: none, full, dots, dots_with_no_batch_dims
+        )
+    )
     cfg.data = ConfigDict(
         dict(
             task="",  # empty: span corruption over the built-in corpus described below
@@ -101,7 +114,12 @@ def validate(cfg: ConfigDict) -> ConfigDict:
         raise UserError(f"unknown config keys {unknown}; the known keys are {sorted(schema)}")
     if missing:
         raise UserError(f"config is missing keys {missing}; start job configs from t5x_tl.config.base_config()")
+    _one_of(flat, "model.kind", MODEL_KINDS)
     _one_of(flat, "model.size", T5_1_1_SIZES)
+    _one_of(flat, "model.remat_policy", REMAT_POLICIES)
+    _check(
+        isinstance(flat["model.scan_layers"], bool), "model.scan_layers", flat["model.scan_layers"], "use True or False"
+    )
     _one_of(flat, "model.dtype", ("float32", "bfloat16"))
     _one_of(flat, "model.param_dtype", ("float32", "bfloat16"))
     _one_of(flat, "data.vocabulary", ("sentencepiece", "byte"))

@@ -58,6 +58,14 @@ class BatchSpec:
                 f"must equal inputs_length={self.inputs_length}"
             )
 
+    def tokens_per_example(self) -> int:
+        """Model positions per example (aligned encoder-only targets are not extra positions)."""
+        if self.model_kind == "decoder_only":
+            return self.targets_length
+        if self.model_kind == "encoder_only":
+            return self.inputs_length
+        return self.inputs_length + self.targets_length
+
     def task_feature_lengths(self) -> dict[str, int]:
         """The task features the model kind's converter reads, with their lengths."""
         if self.model_kind == "decoder_only":

@@ -89,6 +89,12 @@ def causal_mask(length: int) -> jax.Array:
     return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
 
 
+def prefix_mask(causal_attention_BxL: jax.Array) -> jax.Array:
+    """Bidirectional attention among prefix positions (``decoder_causal_attention`` of SeqIO's prefix-LM data)."""
+    prefix = causal_attention_BxL > 0
+    return (prefix[:, :, None] & prefix[:, None, :])[:, None]
+
+
 class MultiHeadAttention(nnx.Module):
     """Dot-product attention without the 1/sqrt(d) factor, which T5 folds into the query initialiser."""
 

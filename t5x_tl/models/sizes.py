@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from t5x_tl.models.t5 import T5Config
+from t5x_tl.models.config import T5Config
 
 # name: (d_model, d_ff, num_heads, d_kv, num_layers) -- encoder and decoder have num_layers each.
 T5_1_1_SIZES: dict[str, tuple[int, int, int, int, int]] = {

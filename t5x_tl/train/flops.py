@@ -6,7 +6,7 @@ Counted from the matmuls (2 FLOPs per multiply-add), forward x3 for forward + ba
 
 from __future__ import annotations
 
-from t5x_tl.models.t5 import T5Config
+from t5x_tl.models.config import T5Config
 
 
 def encoder_decoder_forward_flops(cfg: T5Config, inputs_length: int, targets_length: int) -> float:

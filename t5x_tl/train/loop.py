@@ -29,8 +29,9 @@ from t5x_tl.data.corpus import CorpusSpec
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
 from t5x_tl.data.span_corruption import raw_length_for
 from t5x_tl.errors import UserError
+from t5x_tl.models.config import T5Config
+from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
-from t5x_tl.models.t5 import EncoderDecoder, T5Config
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer
 from t5x_tl.train.metrics import MetricWriter
@@ -87,6 +88,12 @@ def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
             importlib.import_module(module)
         except ImportError as error:
             raise UserError(f"config.data.task_modules: cannot import {module!r} ({error})") from error
+    if cfg.model.kind != "encoder_decoder" and not cfg.data.task:
+        raise UserError(
+            f"config.model.kind={cfg.model.kind!r} needs config.data.task: the default task is span corruption for "
+            "an encoder-decoder. Pick a task of the objectives registry, e.g. --config.data.task=builtin_prefix_lm "
+            "--config.data.task_modules=t5x_tl.data.pretraining_tasks"
+        )
     if cfg.data.task:
         try:
             task = seqio.get_mixture_or_task(cfg.data.task)
@@ -127,6 +134,8 @@ def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
         dropout_rate=cfg.model.dropout_rate,
         dtype=cfg.model.dtype,
         param_dtype=cfg.model.param_dtype,
+        scan_layers=cfg.model.scan_layers,
+        remat_policy=cfg.model.remat_policy,
     )
 
 
@@ -140,18 +149,23 @@ def _host_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> int:
     return global_batch // jax.process_count()
 
 
+def signature(kind: str, model_cfg: T5Config) -> dict:
+    """What fixes the parameter tree of a job's model: a checkpoint restores only onto an equal one."""
+    return {"kind": kind, **model_cfg.shape_signature()}
+
+
 def _restore_or_init(
-    checkpointer: Checkpointer, model_cfg: T5Config, factory, optimizer, shardings: TrainState, seed: int
+    checkpointer: Checkpointer, model_signature: dict, factory, optimizer, shardings: TrainState, seed: int
 ) -> TrainState:
     step = checkpointer.latest_step()
     if step is None:
         log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
         return init_train_state(factory, optimizer, shardings, seed)
     saved = checkpointer.metadata(step)
-    if saved.get("model") != model_cfg.shape_signature():
+    if saved.get("model") != model_signature:
         raise UserError(
             f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but this "
-            f"config builds {model_cfg.shape_signature()}; use a fresh --workdir or the matching model config"
+            f"config builds {model_signature}; use a fresh --workdir or the matching model config"
         )
     state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
     log.info(
@@ -162,6 +176,13 @@ def _restore_or_init(
         saved.get("data_batches", step),
     )
     return state
+
+
+def _batch_spec(**fields) -> BatchSpec:
+    try:
+        return BatchSpec(**fields)
+    except ValueError as error:
+        raise UserError(f"config.data does not fit config.model.kind: {error}") from error
 
 
 def _global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
@@ -184,17 +205,12 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     hide_accelerators_from_tensorflow()
     task, targets_length = resolve_task(cfg)
     model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
-    factory = lambda rngs: EncoderDecoder(model_cfg, rngs=rngs)
+    kind = cfg.model.kind
+    factory = lambda rngs: build_model(kind, model_cfg, rngs)
     mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
     host_batch = _host_batch_size(cfg.data.batch_size, mesh)
-    optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
-    shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
-    checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state = _restore_or_init(checkpointer, model_cfg, factory, optimizer, shardings, cfg.seed)
-    start = int(jax.device_get(state.step))
-
     data_sharding = partitioning.batch_sharding(mesh)
-    spec = BatchSpec(
+    spec = _batch_spec(
         task=task.name,
         split="train",
         inputs_length=cfg.data.inputs_length,
@@ -204,7 +220,14 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         pack=cfg.data.pack,
         host_index=jax.process_index(),
         num_hosts=jax.process_count(),
+        model_kind=kind,
     )
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
+    shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
+    checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
+    state = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
+    start = int(jax.device_get(state.step))
+
     eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
     eval_stream = itertools.islice(numpy_batches(eval_spec), cfg.train.eval_batches)
     eval_batches = [_global(batch, data_sharding) for batch in eval_stream]
@@ -214,16 +237,18 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     graphdef, _ = abstract_model(factory)
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
     train_step = jax.jit(
-        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed),
+        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind),
         in_shardings=(shardings, data_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,
     )
-    eval_step = jax.jit(make_eval_step(graphdef, cfg.train.z_loss), in_shardings=(shardings.params, data_sharding))
-    model_record = {"model": model_cfg.shape_signature(), "model_config": dataclasses.asdict(model_cfg)}
+    eval_step = jax.jit(
+        make_eval_step(graphdef, cfg.train.z_loss, kind), in_shardings=(shardings.params, data_sharding)
+    )
+    model_record = {"model": signature(kind, model_cfg), "model_config": dataclasses.asdict(model_cfg)}
     metadata = lambda step: {**model_record, "data_batches": step, "task": task.name}
     writer = MetricWriter(workdir)
-    tokens_per_step = cfg.data.batch_size * (cfg.data.inputs_length + targets_length)
+    tokens_per_step = cfg.data.batch_size * spec.tokens_per_example()
     stop = StopRequest()
     last_eval: dict[str, float] = {}
     step = start

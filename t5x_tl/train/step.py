@@ -1,4 +1,4 @@
-"""Pure train and eval steps for the encoder-decoder: functions of (state, batch, key), no I/O.
+"""Pure train and eval steps for every model kind: functions of (state, batch, key), no I/O.
 
 The loss is normalised per target token (the sum of ``decoder_loss_weights``), so packed and padded batches
 weigh every real target token equally.
@@ -18,18 +18,51 @@ from t5x_tl.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+Prediction = tuple[jax.Array, jax.Array, jax.Array]
 
 
-def _logits(graphdef: nnx.GraphDef, params: dict, batch: Batch, key: jax.Array | None) -> jax.Array:
-    model = nnx.merge(graphdef, params)
-    return model(
+def _rngs(key: jax.Array | None) -> dict:
+    return dict(deterministic=key is None, rngs=None if key is None else nnx.Rngs(dropout=key))
+
+
+def _encoder_decoder(model, batch: Batch, key) -> Prediction:
+    logits = model(
         batch["encoder_input_tokens"],
         batch["decoder_input_tokens"],
         batch.get("encoder_segment_ids"),
         batch.get("decoder_segment_ids"),
-        deterministic=key is None,
-        rngs=None if key is None else nnx.Rngs(dropout=key),
+        **_rngs(key),
     )
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
+
+def _decoder_only(model, batch: Batch, key) -> Prediction:
+    logits = model(
+        batch["decoder_input_tokens"],
+        batch.get("decoder_segment_ids"),
+        batch.get("decoder_causal_attention"),
+        **_rngs(key),
+    )
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
+
+def _encoder_only(model, batch: Batch, key) -> Prediction:
+    logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **_rngs(key))
+    return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"]
+
+
+# model kind -> how its SeqIO feature converter's batch feeds it: (logits, targets, loss weights)
+PREDICTIONS: dict[str, Callable[[nnx.Module, Batch, jax.Array | None], Prediction]] = {
+    "encoder_decoder": _encoder_decoder,
+    "decoder_only": _decoder_only,
+    "prefix_lm": _decoder_only,
+    "encoder_only": _encoder_only,
+}
+
+
+def _token_losses(graphdef, kind: str, params: dict, batch: Batch, key, z_loss: float) -> Metrics:
+    logits, targets, weights = PREDICTIONS[kind](nnx.merge(graphdef, params), batch, key)
+    return token_losses(logits, targets, weights, z_loss)
 
 
 def make_train_step(
@@ -38,13 +71,15 @@ def make_train_step(
     learning_rate: optax.Schedule,
     z_loss: float,
     dropout_seed: int,
+    kind: str = "encoder_decoder",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """``train_step(state, batch) -> (state, metrics)``; dropout keys are folded from the step number."""
+    """``train_step(state, batch) -> (state, metrics)``; dropout keys are folded from the step number.
+
+    ``kind`` names the model kind, and so the batch features (see :data:`PREDICTIONS`).
+    """
 
     def loss_fn(params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
-        sums = token_losses(
-            _logits(graphdef, params, batch, key), batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss
-        )
+        sums = _token_losses(graphdef, kind, params, batch, key, z_loss)
         tokens = jnp.maximum(sums["weight_sum"], 1.0)
         return (sums["cross_entropy_sum"] + sums["z_loss_sum"]) / tokens, sums
 
@@ -68,11 +103,12 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, z_loss: float) -> Callable[[dict, Batch], Metrics]:
+def make_eval_step(
+    graphdef: nnx.GraphDef, z_loss: float, kind: str = "encoder_decoder"
+) -> Callable[[dict, Batch], Metrics]:
     """``eval_step(params, batch) -> sums`` of cross-entropy, correct tokens and weights (no dropout)."""
 
     def eval_step(params: dict, batch: Batch) -> Metrics:
-        logits = _logits(graphdef, params, batch, None)
-        return token_losses(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
+        return _token_losses(graphdef, kind, params, batch, None, z_loss)
 
     return eval_step

@@ -13,6 +13,7 @@ import transformers
 from flax import nnx
 
 from t5x_tl.errors import UserError
+from t5x_tl.models.config import T5Config
 from t5x_tl.models.hf_convert import (
     config_from_hf,
     load_hf_directory,
@@ -20,7 +21,7 @@ from t5x_tl.models.hf_convert import (
     params_to_hf,
     save_hf_directory,
 )
-from t5x_tl.models.t5 import EncoderDecoder, T5Config
+from t5x_tl.models.t5 import EncoderDecoder
 
 VOCAB = 96
 BASE = dict(vocab_size=VOCAB, d_model=32, d_ff=48, num_heads=4, d_kv=8, num_layers=2, num_decoder_layers=3)

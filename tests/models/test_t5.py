@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -78,3 +81,18 @@ def test_published_sizes():
     assert padded_vocab_size(32100) == 32128
     with pytest.raises(ValueError, match="unknown model size 'huge'"):
         t5_config("huge", 100)
+
+
+def test_bfloat16_parameters_and_activations_track_float32():
+    cfg = t5_config("tiny", VOCAB, d_model=32, d_ff=64, num_heads=2, d_kv=16)
+    low = EncoderDecoder(dataclasses.replace(cfg, dtype="bfloat16", param_dtype="bfloat16"), rngs=nnx.Rngs(0))
+    params = nnx.to_pure_dict(nnx.state(low, nnx.Param))
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+    graphdef, _ = nnx.split(EncoderDecoder(cfg, rngs=nnx.Rngs(1)))
+    high = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(jnp.float32), params))  # the same weights
+    rng = np.random.default_rng(4)
+    enc, dec = _tokens(rng, (2, 12)), _tokens(rng, (2, 6))
+    low_logits, high_logits = np.asarray(low(enc, dec)), np.asarray(high(enc, dec))
+    assert low_logits.dtype == np.float32
+    assert np.abs(low_logits - high_logits).max() < 0.05 * np.abs(high_logits).max()
+    assert (low_logits.argmax(-1) == high_logits.argmax(-1)).mean() > 0.9
