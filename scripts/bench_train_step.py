@@ -6,6 +6,7 @@ excluded). MFU is model FLOPs (analytic) per second over a float32 matmul peak m
 
     pip install torch==2.13.0 transformers   # the CPU build; see README
     python scripts/bench_train_step.py --size=small --steps=5 --out=/tmp/bench_train_step.json
+    python scripts/bench_train_step.py --size=base --steps=2 --out=/tmp/bench_train_step_base.json
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +43,7 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10) -> dict[str, float]:
     return {"jax": 2 * n**3 / jax_s, "torch": 2 * n**3 / torch_s}
 
 
-def _batch(cfg: T5Config, batch: int, inputs: int, targets: int) -> dict[str, np.ndarray]:
+def synthetic_batch(cfg: T5Config, batch: int, inputs: int, targets: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     target_tokens = rng.integers(2, cfg.vocab_size, (batch, targets), dtype=np.int32)
     return {
@@ -52,13 +54,19 @@ def _batch(cfg: T5Config, batch: int, inputs: int, targets: int) -> dict[str, np
     }
 
 
-def ours_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -> float:
+def ours_state_and_step(cfg: T5Config) -> tuple[TrainState, Callable]:
+    """A fresh AdamW train state and the jitted (state-donating) t5x_tl training step."""
     model = EncoderDecoder(cfg, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
     optimizer = optax.adamw(1e-4)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-    step_fn = jax.jit(make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0), donate_argnums=0)
+    return state, jax.jit(make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0), donate_argnums=0)
+
+
+def ours_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+    """One t5x_tl training step per call."""
+    state, step_fn = ours_state_and_step(cfg)
     device_batch = {k: jnp.asarray(v) for k, v in batch.items()}
     holder = {"state": state}
 
@@ -66,10 +74,11 @@ def ours_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -
         holder["state"], metrics = step_fn(holder["state"], device_batch)
         jax.block_until_ready(metrics["loss"])
 
-    return median_seconds(run, steps)
+    return run
 
 
-def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) -> float:
+def torch_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+    """One transformers T5 AdamW training step per call; gradient checkpointing when ``cfg`` asks for remat."""
     import torch
     from transformers import T5Config as HFConfig
     from transformers import T5ForConditionalGeneration
@@ -87,8 +96,11 @@ def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) 
         dropout_rate=0.0,
         decoder_start_token_id=0,
         pad_token_id=0,
+        use_cache=False,
     )
     model = T5ForConditionalGeneration(hf_cfg).train()
+    if cfg.remat_policy != "none":
+        model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     inputs = torch.from_numpy(batch["encoder_input_tokens"]).long()
     decoder_inputs = torch.from_numpy(batch["decoder_input_tokens"]).long()
@@ -100,16 +112,22 @@ def torch_step_seconds(cfg: T5Config, batch: dict[str, np.ndarray], steps: int) 
         loss.backward()
         optimizer.step()
 
-    return median_seconds(run, steps)
+    return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--inputs", type=int, default=512)
     parser.add_argument("--targets", type=int, default=114)
     parser.add_argument("--vocab", type=int, default=32128)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--remat_policy", default="none", help="ours: a REMAT_POLICIES name; torch: checkpointing")
+    parser.add_argument("--scan_layers", type=int, choices=(0, 1), default=1, help="ours: 1 scan, 0 unrolled loop")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="bench_train_step.json")
     args = parser.parse_args()
@@ -117,13 +135,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # the same cores XLA's CPU client uses
-    cfg = t5_config(args.size, args.vocab)
-    batch = _batch(cfg, args.batch, args.inputs, args.targets)
+    cfg = t5_config(args.size, args.vocab, remat_policy=args.remat_policy, scan_layers=bool(args.scan_layers))
+    batch = synthetic_batch(cfg, args.batch, args.inputs, args.targets)
     tokens = args.batch * (args.inputs + args.targets)
     flops = train_step_flops(cfg, args.batch, args.inputs, args.targets)
     peak = matmul_peak_flops()
-    ours = ours_step_seconds(cfg, batch, args.steps)
-    theirs = torch_step_seconds(cfg, batch, args.steps)
+    ours = median_seconds(ours_step(cfg, batch), args.steps)
+    theirs = median_seconds(torch_step(cfg, batch), args.steps)
     result = {
         "config": vars(args),
         "device": str(jax.devices()[0]),
@@ -137,7 +155,8 @@ def main() -> None:
         },
         "speedup": theirs / ours,
     }
-    print(f"T5 v1.1 {args.size}, batch {args.batch}, {args.inputs}/{args.targets}, float32, AdamW, {result['device']}")
+    print(f"T5 v1.1 {args.size}, batch {args.batch}, {args.inputs}/{args.targets}, float32, AdamW, "
+          f"remat {args.remat_policy}, scan_layers {args.scan_layers}, {result['device']}")  # fmt: skip
     print(f"matmul peak: jax {peak['jax'] / 1e9:.1f} GFLOP/s, torch {peak['torch'] / 1e9:.1f} GFLOP/s")
     print(f"{'':22}{'step s':>10}{'tokens/s':>12}{'MFU':>8}")
     for name in ("t5x_tl", "transformers_torch"):

@@ -124,6 +124,8 @@ def test_stop_signal_saves_and_the_next_run_resumes(data_dir, tmp_path, signum, 
         ),
         ("--config.train.steps=-5", "config.train.steps=-5 is invalid: it must be a positive integer"),
         ("--config.model.size=huge", "config.model.size='huge' is invalid: choose one of"),
+        ("--config.model.kind=gpt", "config.model.kind='gpt' is invalid: choose one of ('encoder_decoder', "),
+        ("--config.model.remat_policy=most", "config.model.remat_policy='most' is invalid: choose one of ('none', "),
     ],
 )
 def test_bad_config_values_exit_with_one_clear_message(override, message, tmp_path):
@@ -196,6 +198,48 @@ def test_a_user_task_from_a_user_module_trains(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "model", [dict(kind="prefix_lm"), dict(kind="prefix_lm", scan_layers=False, remat_policy="full")]
+)
+def test_a_prefix_lm_trains_on_a_user_task(tmp_path, monkeypatch, unrolled_remat):
+    from t5x_tl.train.loop import train
+
+    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    cfg.model.kind = "prefix_lm"
+    if unrolled_remat:
+        cfg.model.update(scan_layers=False, remat_policy="full")
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 2 and 0.0 <= result.last_eval["accuracy"] <= 1.0
+    from t5x_tl.train.checkpointing import read_params
+
+    _, _, metadata = read_params(tmp_path / "run" / "checkpoints", None)
+    assert metadata["model"]["kind"] == "prefix_lm"
+
+
+def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeypatch):
+    from t5x_tl.train.loop import train
+
+    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    cfg.model.kind = "decoder_only"
+    with pytest.raises(UserError, match="cannot feed a decoder_only model"):
+        train(cfg, tmp_path / "run")
+
+    cfg = _job_config()
+    cfg.model.kind = "decoder_only"
+    with pytest.raises(UserError, match=r"config\.model\.kind='decoder_only' needs config\.data\.task"):
+        train(cfg, tmp_path / "run")
+    cfg = _job_config(task="builtin_bert_style_d15", targets_length=32)
+    cfg.data.task_modules = ("t5x_tl.data.pretraining_tasks",)
+    cfg.model.kind = "encoder_only"
+    with pytest.raises(UserError, match=r"does not fit config\.model\.kind: .*targets_length=32 must equal"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         (dict(task="no_such_task", targets_length=8), "is not a registered SeqIO task or mixture"),
@@ -230,9 +274,8 @@ def test_convert_script_exports_and_imports_the_trained_model(trained, tmp_path)
     step, params, _ = read_params(trained / "checkpoints")
     assert f"exported step {step}" in result.stdout
     _, exported = load_hf_directory(hf_dir)
-    np.testing.assert_array_equal(
-        exported["decoder"]["layers"][1]["mlp"]["wo"], params["decoder"]["layers"][1]["mlp"]["wo"]
-    )
+    wo = lambda p: p["decoder"]["layers"]["stacked"]["mlp"]["wo"]
+    np.testing.assert_array_equal(wo(exported), wo(params))
     assert transformers.T5ForConditionalGeneration.from_pretrained(hf_dir).config.d_model == 128
     result = subprocess.run(
         [*script, "import", f"--hf_dir={hf_dir}", f"--out={imported}"], capture_output=True, text=True
@@ -241,7 +284,8 @@ def test_convert_script_exports_and_imports_the_trained_model(trained, tmp_path)
     with ocp.StandardCheckpointer() as checkpointer:
         restored = checkpointer.restore(imported / "params")
     np.testing.assert_array_equal(restored["lm_head"], params["lm_head"])
-    assert json.loads((imported / "model_config.json").read_text())["d_model"] == 128
+    recorded = json.loads((imported / "model_config.json").read_text())
+    assert recorded["d_model"] == 128 and recorded["kind"] == "encoder_decoder"
     result = subprocess.run(
         [*script, "export", f"--workdir={tmp_path}", f"--out={hf_dir}"], capture_output=True, text=True
     )

@@ -61,13 +61,6 @@ class Checkpointer:
         self._manager.close()
 
 
-def _int_keys(tree: Any) -> Any:
-    """Orbax stores dict keys as strings; layer lists use integer keys in the parameter tree."""
-    if not isinstance(tree, dict):
-        return tree
-    return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v) for k, v in tree.items()}
-
-
 def read_params(directory: Path, step: int | None = None) -> tuple[int, dict, dict]:
     """(step, parameters as host arrays, metadata) of a training checkpoint, without rebuilding its optimizer."""
     manager = ocp.CheckpointManager(directory.absolute(), item_names=("state", "metadata"))
@@ -79,7 +72,7 @@ def read_params(directory: Path, step: int | None = None) -> tuple[int, dict, di
         restored = manager.restore(step, args=args)
     finally:
         manager.close()
-    return step, _int_keys(jax.device_get(restored.state["params"])), restored.metadata
+    return step, jax.device_get(restored.state["params"]), restored.metadata
 
 
 def save_params(directory: Path, params: dict) -> None:

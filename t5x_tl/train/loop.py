@@ -185,6 +185,22 @@ def _batch_spec(**fields) -> BatchSpec:
         raise UserError(f"config.data does not fit config.model.kind: {error}") from error
 
 
+def _validation_batches(spec: BatchSpec, count: int, sharding: jax.sharding.NamedSharding) -> list[dict]:
+    """The fixed validation batches; also the first read of the task, so a task that cannot feed the model
+    kind fails here, before anything is written."""
+    eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
+    try:
+        eval_batches = [_global(batch, sharding) for batch in itertools.islice(numpy_batches(eval_spec), count)]
+    except (ValueError, KeyError) as error:
+        raise UserError(
+            f"task {spec.task!r} cannot feed a {spec.model_kind} model ({error}); a decoder_only model reads only "
+            "'targets', prefix_lm and encoder_decoder read 'inputs' and 'targets', encoder_only aligned ones"
+        ) from error
+    if not eval_batches:
+        raise UserError("the validation split yields no full batch; lower config.data.batch_size or add documents")
+    return eval_batches
+
+
 def _global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
@@ -222,17 +238,12 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         num_hosts=jax.process_count(),
         model_kind=kind,
     )
+    eval_batches = _validation_batches(spec, cfg.train.eval_batches, data_sharding)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
     state = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
     start = int(jax.device_get(state.step))
-
-    eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
-    eval_stream = itertools.islice(numpy_batches(eval_spec), cfg.train.eval_batches)
-    eval_batches = [_global(batch, data_sharding) for batch in eval_stream]
-    if not eval_batches:
-        raise UserError("the validation split yields no full batch; lower config.data.batch_size or add documents")
 
     graphdef, _ = abstract_model(factory)
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
