@@ -23,6 +23,7 @@ import optax
 from flax import nnx
 
 from t5x_tl.benchmarking import median_seconds
+from t5x_tl.platform import compiler_options
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
@@ -61,7 +62,8 @@ def ours_state_and_step(cfg: T5Config) -> tuple[TrainState, Callable]:
     params = nnx.to_pure_dict(params)
     optimizer = optax.adamw(1e-4)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-    return state, jax.jit(make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0), donate_argnums=0)
+    step = make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0)
+    return state, jax.jit(step, donate_argnums=0, compiler_options=compiler_options())
 
 
 def ours_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]:

@@ -32,6 +32,7 @@ from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
+from t5x_tl.platform import compiler_options
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer
 from t5x_tl.train.metrics import MetricWriter
@@ -252,9 +253,12 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         in_shardings=(shardings, data_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,
+        compiler_options=compiler_options(),
     )
     eval_step = jax.jit(
-        make_eval_step(graphdef, cfg.train.z_loss, kind), in_shardings=(shardings.params, data_sharding)
+        make_eval_step(graphdef, cfg.train.z_loss, kind),
+        in_shardings=(shardings.params, data_sharding),
+        compiler_options=compiler_options(),
     )
     model_record = {"model": signature(kind, model_cfg), "model_config": dataclasses.asdict(model_cfg)}
     metadata = lambda step: {**model_record, "data_batches": step, "task": task.name}
