@@ -197,9 +197,7 @@ def test_a_user_task_from_a_user_module_trains(tmp_path, monkeypatch):
     assert 0.0 <= result.last_eval["accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize(
-    "model", [dict(kind="prefix_lm"), dict(kind="prefix_lm", scan_layers=False, remat_policy="full")]
-)
+@pytest.mark.parametrize("unrolled_remat", [False, True])
 def test_a_prefix_lm_trains_on_a_user_task(tmp_path, monkeypatch, unrolled_remat):
     from t5x_tl.train.loop import train
 

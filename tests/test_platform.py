@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from t5x_tl.platform import compiler_options
@@ -16,4 +15,5 @@ def test_cpu_options_are_accepted_and_keep_results():
     x = jax.random.normal(jax.random.key(0), (64, 32))
     f = lambda x: jax.nn.softmax(x @ x.T, axis=-1).sum(axis=0)
     np.testing.assert_allclose(jax.jit(f, compiler_options=options)(x), jax.jit(f)(x), rtol=1e-5)
-    assert jnp.isfinite(jax.grad(lambda x: jax.jit(f, compiler_options=options)(x).sum())(x)).all()
+    grad = jax.grad(lambda x: (f(x) ** 2).sum())
+    np.testing.assert_allclose(jax.jit(grad, compiler_options=options)(x), jax.jit(grad)(x), rtol=1e-4, atol=1e-6)

@@ -13,8 +13,9 @@ decoder_only       ``DecoderFeatureConverter``   targets (targets_length); input
 prefix_lm          ``PrefixLMFeatureConverter``  inputs and targets, concatenated to inputs_length + targets_length;
                                                  loss on the targets part only
 encoder_only       ``EncoderFeatureConverter``   inputs and targets aligned token for token (so both lengths must
-                                                 be equal); loss where the inputs hold the mask token
-                                                 ``<extra_id_0>``, as the BERT-style objective writes it
+                   (corrupted-token loss)        be equal); loss on every corrupted position: the mask token
+                                                 ``<extra_id_0>`` and the random replacements of the
+                                                 BERT-style objective (where inputs differ from targets)
 =================  ============================  ============================================================
 """
 
@@ -73,11 +74,27 @@ class BatchSpec:
         return {"inputs": self.inputs_length, "targets": self.targets_length}
 
 
+class CorruptedTokensEncoderFeatureConverter(seqio.EncoderFeatureConverter):
+    """SeqIO's encoder converter, with the loss on every corrupted position rather than only masked ones.
+
+    T5's BERT-style objective replaces 10% of its noise tokens by random tokens; BERT trains on those too,
+    and they are exactly the positions where the inputs differ from the targets.
+    """
+
+    def _convert_features(self, ds: tf.data.Dataset, input_lengths) -> tf.data.Dataset:
+        def weigh(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            inputs, targets = features["encoder_input_tokens"], features["encoder_target_tokens"]
+            corrupted = (tf.equal(inputs, self.mask_id) | tf.not_equal(inputs, targets)) & (targets > 0)
+            return {**features, "encoder_loss_weights": tf.cast(corrupted, features["encoder_loss_weights"].dtype)}
+
+        return super()._convert_features(ds, input_lengths).map(weigh, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 _CONVERTERS: dict[str, Callable[..., seqio.FeatureConverter]] = {
     "encoder_decoder": seqio.EncDecFeatureConverter,
     "decoder_only": seqio.DecoderFeatureConverter,
     "prefix_lm": seqio.PrefixLMFeatureConverter,
-    "encoder_only": seqio.EncoderFeatureConverter,
+    "encoder_only": CorruptedTokensEncoderFeatureConverter,
 }
 MODEL_KINDS = tuple(_CONVERTERS)
 

@@ -50,7 +50,8 @@ def test_hosts_read_disjoint_shards(small_data):
 VOCABULARY = seqio.ByteVocabulary(extra_ids=4)
 MASK = 262  # <extra_id_0>: 3 special ids + 256 bytes + 4 extra ids, the last id
 PAIRS = (([3, 4, 5], [6, 7]), ([8, 9], [10]), ([11, 12, 13, 14, 15, 16], [17, 18, 19]), ([20], [21, 22]))
-MASKED = (([5, MASK, 7, MASK], [5, 6, 7, 8]), ([MASK, 9], [4, 9]), ([3, 4, 5, 6, 7], [3, 4, 5, 6, 7]))
+# Position 2 of the first example is a random replacement (11 for 7), as BERT-style noise writes 10% of its tokens.
+MASKED = (([5, MASK, 11, MASK], [5, 6, 7, 8]), ([MASK, 9], [4, 9]), ([3, 4, 5, 6, 7], [3, 4, 5, 6, 7]))
 
 
 def _source(examples: tuple[tuple[list[int], list[int]], ...]) -> seqio.FunctionDataSource:
@@ -121,15 +122,15 @@ EXPECTED_ROW = {
         "decoder_segment_ids": [1, 1, 1, 1, 1, 2, 2, 2, *_Z4],
         "decoder_positions": [0, 1, 2, 3, 4, 0, 1, 2, *_Z4],
     },
-    ("encoder_only", False): {  # loss where the inputs hold the mask token
-        "encoder_input_tokens": [5, MASK, 7, MASK, 0, 0, 0, 0],
+    ("encoder_only", False): {  # loss on masked and randomly replaced positions
+        "encoder_input_tokens": [5, MASK, 11, MASK, 0, 0, 0, 0],
         "encoder_target_tokens": [5, 6, 7, 8, 0, 0, 0, 0],
-        "encoder_loss_weights": [0, 1, 0, 1, 0, 0, 0, 0],
+        "encoder_loss_weights": [0, 1, 1, 1, 0, 0, 0, 0],
     },
     ("encoder_only", True): {
-        "encoder_input_tokens": [5, MASK, 7, MASK, MASK, 9, 0, 0],
+        "encoder_input_tokens": [5, MASK, 11, MASK, MASK, 9, 0, 0],
         "encoder_target_tokens": [5, 6, 7, 8, 4, 9, 0, 0],
-        "encoder_loss_weights": [0, 1, 0, 1, 1, 0, 0, 0],
+        "encoder_loss_weights": [0, 1, 1, 1, 1, 0, 0, 0],
         "encoder_segment_ids": [1, 1, 1, 1, 2, 2, 0, 0],
         "encoder_positions": [0, 1, 2, 3, 0, 1, 0, 0],
     },

@@ -104,3 +104,21 @@ def test_bad_stack_arguments():
         LayerStack(make, 2, scan=True, remat_policy="some", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="at least one layer"):
         LayerStack(make, 0, scan=True, remat_policy="none", rngs=nnx.Rngs(0))
+
+
+def test_dropout_keys_are_per_layer_and_reproducible():
+    drop = dataclasses.replace(CFG, dropout_rate=0.3)
+    _, params = _params(drop)
+    batch = _batch()
+
+    def logits(cfg, seed: int | None):
+        model = nnx.merge(nnx.graphdef(EncoderDecoder(cfg, rngs=nnx.Rngs(0))), params)
+        rngs = None if seed is None else nnx.Rngs(dropout=seed)
+        enc, dec = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+        return np.asarray(model(enc, dec, deterministic=seed is None, rngs=rngs))
+
+    train = logits(drop, 1)
+    np.testing.assert_array_equal(train, logits(drop, 1))
+    np.testing.assert_allclose(logits(dataclasses.replace(drop, scan_layers=False), 1), train, rtol=1e-5, atol=1e-5)
+    assert np.abs(train - logits(drop, 2)).max() > 1e-2
+    assert np.abs(train - logits(drop, None)).max() > 1e-2
