@@ -23,10 +23,10 @@ import optax
 from flax import nnx
 
 from t5x_tl.benchmarking import median_seconds
-from t5x_tl.platform import compiler_options
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
+from t5x_tl.platform import compiler_options
 from t5x_tl.train.flops import train_step_flops
 from t5x_tl.train.state import TrainState
 from t5x_tl.train.step import make_train_step

@@ -14,7 +14,7 @@ from flax import nnx
 
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.layers import logical_param
-from t5x_tl.models.t5 import Encoder, TokenModel, segments_of
+from t5x_tl.models.t5 import EncodingModel, segments_of
 
 POOLINGS = ("mean", "first")
 
@@ -27,7 +27,7 @@ def pool(hidden_BxLxD: jax.Array, segments_BxL: jax.Array, pooling: str) -> jax.
     return (hidden_BxLxD * real).sum(axis=1) / jnp.maximum(real.sum(axis=1), 1.0)
 
 
-class EncoderOnly(TokenModel):
+class EncoderOnly(EncodingModel):
     """``num_outputs > 0`` adds the pooled head; ``token_head=False`` drops the token head (a Hugging Face
     ``T5EncoderModel`` has none)."""
 
@@ -44,7 +44,6 @@ class EncoderOnly(TokenModel):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         super().__init__(cfg, rngs, token_head=token_head)
         self.pooling = pooling
-        self.encoder = Encoder(cfg, rngs)
         if num_outputs:
             self.head = logical_param(
                 nnx.initializers.normal(cfg.d_model**-0.5),
@@ -53,19 +52,6 @@ class EncoderOnly(TokenModel):
                 ("embed", None),
                 cfg.weight_dtype,
             )
-
-    def encode(
-        self,
-        encoder_input_tokens: jax.Array,
-        encoder_segment_ids: jax.Array | None = None,
-        *,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """Final hidden states ``B x L x D``."""
-        segments = segments_of(encoder_input_tokens, encoder_segment_ids)
-        x = self.token_embed(encoder_input_tokens)
-        return self.encoder(x, segments, deterministic=deterministic, rngs=rngs)
 
     def __call__(
         self,

@@ -153,13 +153,12 @@ class TokenModel(nnx.Module):
         return (y_BxLxD @ kernel_DxV).astype(jnp.float32)
 
 
-class EncoderDecoder(TokenModel):
-    """T5: tokens in, next-token logits out (teacher forcing), or decoded a token at a time from a cache."""
+class EncodingModel(TokenModel):
+    """A token model with T5's encoder: what the encoder-decoder and the encoder-only model share."""
 
-    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
-        super().__init__(cfg, rngs)
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs, *, token_head: bool = True):
+        super().__init__(cfg, rngs, token_head=token_head)
         self.encoder = Encoder(cfg, rngs)
-        self.decoder = Decoder(cfg, rngs)
 
     def encode(
         self,
@@ -169,9 +168,18 @@ class EncoderDecoder(TokenModel):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
+        """Final encoder states ``B x S x D`` of (possibly packed) inputs."""
         segments = segments_of(encoder_input_tokens, encoder_segment_ids)
         x = self.token_embed(encoder_input_tokens)
         return self.encoder(x, segments, deterministic=deterministic, rngs=rngs)
+
+
+class EncoderDecoder(EncodingModel):
+    """T5: tokens in, next-token logits out (teacher forcing), or decoded a token at a time from a cache."""
+
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+        super().__init__(cfg, rngs)
+        self.decoder = Decoder(cfg, rngs)
 
     def __call__(
         self,
