@@ -288,3 +288,14 @@ def test_convert_script_exports_and_imports_the_trained_model(trained, tmp_path)
         [*script, "export", f"--workdir={tmp_path}", f"--out={hf_dir}"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "error: no checkpoint in" in result.stderr
+
+
+def test_evaluate_script_loads_the_checkpoint_and_reports_bad_requests(trained):
+    script = [sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--workdir={trained}", "--inputs_length=64"]
+    run = lambda *args: subprocess.run([*script, "--max_decode_length=8", *args], capture_output=True, text=True)
+    result = run("--task=no_such_task")
+    assert result.returncode == 2 and "error: 'no_such_task' is not a registered SeqIO task" in result.stderr
+    result = run("--task=x", "--task_modules", "no_such_module")
+    assert result.returncode == 2 and "--task_modules: cannot import 'no_such_module'" in result.stderr
+    result = run("--task=x", "--step=999")
+    assert result.returncode == 2 and "no checkpoint at step 999" in result.stderr

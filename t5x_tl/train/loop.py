@@ -7,7 +7,6 @@ A stop request (Ctrl-C or SIGTERM) finishes the current step, saves, and leaves;
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import itertools
 import logging
 import signal
@@ -28,6 +27,7 @@ from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus import CorpusSpec
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
 from t5x_tl.data.span_corruption import raw_length_for
+from t5x_tl.data.task_modules import import_task_modules
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
@@ -84,11 +84,7 @@ def prepare_workdir(workdir: str | Path) -> Path:
 
 def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
     """The task to train on and the targets length (derived for span corruption when the config says 0)."""
-    for module in cfg.data.task_modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise UserError(f"config.data.task_modules: cannot import {module!r} ({error})") from error
+    import_task_modules(cfg.data.task_modules, "config.data.task_modules")
     if cfg.model.kind != "encoder_decoder" and not cfg.data.task:
         raise UserError(
             f"config.model.kind={cfg.model.kind!r} needs config.data.task: the default task is span corruption for "
