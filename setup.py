@@ -31,6 +31,7 @@ setup(
         "scipy>=1.17,<2",
         "rouge-score>=0.1.2,<0.2",
         "sacrebleu>=2.6,<3",
+        "matplotlib>=3.9,<4",  # the charts that experiment drivers write
     ],
     extras_require={
         # torch is pinned to the CPU build kept on disk; an open range pulls CUDA wheels.

@@ -22,6 +22,7 @@ from types import ModuleType
 import jax
 import numpy as np
 
+from t5x_tl.benchmarking import median_seconds
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
 from t5x_tl.data.tasks import BuiltinData, builtin_span_corruption_task
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
@@ -87,9 +88,8 @@ def main() -> None:
     bench_train_step = _bench_train_step()
     vocab_size = padded_vocab_size(task.output_features["targets"].vocabulary.vocab_size)
     cfg = t5_config(args.size, vocab_size)
-    step_s = bench_train_step.ours_step_seconds(
-        cfg, bench_train_step._batch(cfg, args.batch, args.inputs, args.targets), args.steps
-    )
+    batch = bench_train_step.synthetic_batch(cfg, args.batch, args.inputs, args.targets)
+    step_s = median_seconds(bench_train_step.ours_step(cfg, batch), args.steps)
     step_rows_per_s = args.batch / step_s
     result = {
         "config": vars(args),

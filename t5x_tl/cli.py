@@ -6,13 +6,13 @@ t5x_tl-train --config=configs/pretrain_span_corruption.py --workdir=DIR --config
 from __future__ import annotations
 
 import difflib
-import logging
 import signal
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from t5x_tl.console import configure_logging
 from t5x_tl.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file (configs/*.py).", lock_config=True)
@@ -23,8 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def _train(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; pass values as --config.KEY=VALUE")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    logging.getLogger("t5x_tl").setLevel(logging.INFO)  # libraries (Orbax, absl) stay at WARNING
+    configure_logging()
     from t5x_tl.train.loop import train
 
     try:

@@ -7,10 +7,13 @@ every value and names the key, the bad value and the allowed ones.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from ml_collections import ConfigDict
 
+from t5x_tl.data.curriculum import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.kinds import MODEL_KINDS
 from t5x_tl.models.sizes import T5_1_1_SIZES
@@ -69,9 +72,29 @@ def base_config() -> ConfigDict:
             grad_clip_norm=0.0,
         )
     )
+    cfg.curriculum = ConfigDict(
+        dict(
+            strategy="none",  # none: train on data.task; or baseline, naive, mixed, combined (t5x_tl.data.curriculum)
+            task="",  # the level tasks' name template, e.g. "lte_program_l{length}_n{nesting}"
+            length=1,  # the target level
+            nesting=1,
+            patience=3,  # the naive level moves on after this many evaluations without improvement (0: never)
+            min_delta=0.0,  # ... of more than this over the level's best validation accuracy
+            advance_at=1.0,  # ... or at once when its validation accuracy reaches this
+        )
+    )
     cfg.checkpoint = ConfigDict(dict(every=200, keep=3))
     cfg.partitioning = ConfigDict(dict(data=-1, model=1, rules=DEFAULT_RULES))
     return cfg
+
+
+def load_config_file(path: str | Path) -> ConfigDict:
+    """``get_config()`` of a config file (``configs/*.py`` are files, not a package), as ``--config=`` loads it."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def _flatten(cfg: ConfigDict, prefix: str = "") -> dict[str, object]:
@@ -141,7 +164,33 @@ def validate(cfg: ConfigDict) -> ConfigDict:
         "it must be > 0",
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
+    _validate_curriculum(flat)
     for axis in ("data", "model"):
         size = flat[f"partitioning.{axis}"]
         _check(size == -1 or size > 0, f"partitioning.{axis}", size, "it must be positive or -1 (fill the rest)")
     return cfg
+
+
+def _validate_curriculum(flat: dict) -> None:
+    _one_of(flat, "curriculum.strategy", ("none", *STRATEGIES))
+    if flat["curriculum.strategy"] == "none":
+        return
+    _check(
+        "{length}" in flat["curriculum.task"],
+        "curriculum.task",
+        flat["curriculum.task"],
+        "name the level tasks by a template with {length} (and {nesting}): 'lte_program_l{length}_n{nesting}'",
+    )
+    _check(
+        not flat["data.task"],
+        "data.task",
+        flat["data.task"],
+        "a curriculum draws from config.curriculum.task; leave data.task empty",
+    )
+    _positive(flat, ["curriculum.length", "curriculum.nesting"])
+    if flat["curriculum.strategy"] in ("naive", "combined"):
+        rule = PlateauRule(flat["curriculum.patience"], flat["curriculum.min_delta"], flat["curriculum.advance_at"])
+        try:
+            rule.check(evaluations=flat["train.steps"] // flat["train.eval_every"])
+        except ValueError as error:
+            raise UserError(f"config.curriculum: {error}") from error

@@ -16,3 +16,26 @@ def test_median_skips_warmup_and_ignores_an_outlier():
 
     assert median_seconds(fn, repeats=5, warmup=1) < 0.05
     assert len(calls) == 6
+
+
+def test_the_curriculum_data_benchmark_runs_and_reports_every_rate(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_curriculum_data.py"
+    out = tmp_path / "bench.json"
+    args = [sys.executable, str(script), "--seconds=0.2", "--steps=1", "--batch=4", f"--out={out}"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["rates"]) == {
+        "generator programs/s",
+        "train-split programs/s",
+        "SeqIO task examples/s",
+        "baseline curriculum examples/s",
+        "combined curriculum examples/s",
+    }
+    assert all(rate > 0 for rate in report["rates"].values()) and report["train_step_s"] > 0
+    assert "combined curriculum feeds the step" in result.stdout

@@ -127,9 +127,9 @@ def hide_accelerators_from_tensorflow() -> None:
     tf.config.set_visible_devices([], "GPU")
 
 
-def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
-    """Batched model features of the converter of ``spec.model_kind`` (packed when ``spec.pack``)."""
-    dataset = seqio.get_dataset(
+def converted_dataset(spec: BatchSpec) -> tf.data.Dataset:
+    """Unbatched model features of the converter of ``spec.model_kind`` (packed rows when ``spec.pack``)."""
+    return seqio.get_dataset(
         spec.task,
         task_feature_lengths=spec.task_feature_lengths(),
         dataset_split=spec.split,
@@ -139,7 +139,11 @@ def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
         shard_info=seqio.ShardInfo(index=spec.host_index, num_shards=spec.num_hosts),
         feature_converter=feature_converter(spec),
     )
-    return dataset.batch(spec.batch_size, drop_remainder=spec.repeat).with_options(_input_options())
+
+
+def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
+    """Batched model features of the converter of ``spec.model_kind`` (packed when ``spec.pack``)."""
+    return converted_dataset(spec).batch(spec.batch_size, drop_remainder=spec.repeat).with_options(_input_options())
 
 
 def numpy_batches(spec: BatchSpec, skip_batches: int = 0) -> Iterator[Batch]:
@@ -150,3 +154,26 @@ def numpy_batches(spec: BatchSpec, skip_batches: int = 0) -> Iterator[Batch]:
     """
     dataset = batched_dataset(spec).skip(skip_batches).prefetch(tf.data.AUTOTUNE)
     return dataset.as_numpy_iterator()
+
+
+class TaskBatches(Iterator[Batch]):
+    """:func:`numpy_batches` of ``spec`` with a saveable position (the number of batches consumed)."""
+
+    def __init__(self, spec: BatchSpec):
+        self.spec, self.batches = spec, 0
+        self._stream: Iterator[Batch] | None = None
+
+    def __next__(self) -> Batch:
+        if self._stream is None:
+            self._stream = numpy_batches(self.spec, skip_batches=self.batches)
+        self.batches += 1
+        return next(self._stream)
+
+    def state_dict(self) -> dict:
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches, self._stream = state["batches"], None
+
+    def close(self) -> None:
+        self._stream = None

@@ -7,15 +7,12 @@ A stop request (Ctrl-C or SIGTERM) finishes the current step, saves, and leaves;
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
-import numpy as np
 import seqio
 from ml_collections import ConfigDict
 from tqdm import tqdm
@@ -25,7 +22,9 @@ from t5x_tl.config import validate
 from t5x_tl.data import tasks
 from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus import CorpusSpec
-from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
+from t5x_tl.data.curriculum import Curriculum, Level, PlateauRule
+from t5x_tl.data.curriculum_batches import CurriculumBatches, level_task
+from t5x_tl.data.pipeline import BatchSpec, TaskBatches, hide_accelerators_from_tensorflow
 from t5x_tl.data.span_corruption import raw_length_for
 from t5x_tl.data.task_modules import import_task_modules
 from t5x_tl.errors import UserError
@@ -34,7 +33,8 @@ from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 from t5x_tl.platform import compiler_options
 from t5x_tl.train import partitioning
-from t5x_tl.train.checkpointing import Checkpointer
+from t5x_tl.train.checkpointing import Checkpointer, read_params
+from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.metrics import MetricWriter
 from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
 from t5x_tl.train.state import TrainState, abstract_model, abstract_train_state, init_train_state, state_shardings
@@ -66,6 +66,7 @@ class TrainResult:
     step: int
     stopped_by: int | None  # the signal number, or None when all steps ran
     last_eval: dict[str, float]
+    data_state: dict  # the training stream's position (and curriculum) at the end
 
 
 def prepare_workdir(workdir: str | Path) -> Path:
@@ -82,21 +83,37 @@ def prepare_workdir(workdir: str | Path) -> Path:
     return path
 
 
+def _curriculum(cfg: ConfigDict) -> Curriculum | None:
+    if cfg.curriculum.strategy == "none":
+        return None
+    c = cfg.curriculum
+    return Curriculum(c.strategy, Level(c.length, c.nesting), PlateauRule(c.patience, c.min_delta, c.advance_at))
+
+
+def _task_name(cfg: ConfigDict) -> str:
+    """``data.task``, or the target level's task of a curriculum, or empty for the built-in default."""
+    curriculum = _curriculum(cfg)
+    return level_task(cfg.curriculum.task, curriculum.target) if curriculum else cfg.data.task
+
+
 def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
-    """The task to train on and the targets length (derived for span corruption when the config says 0)."""
+    """The task to train on (with a curriculum: validate on) and the targets length (derived for span
+    corruption when the config says 0)."""
     import_task_modules(cfg.data.task_modules, "config.data.task_modules")
-    if cfg.model.kind != "encoder_decoder" and not cfg.data.task:
+    task_name = _task_name(cfg)
+    if cfg.model.kind != "encoder_decoder" and not task_name:
         raise UserError(
             f"config.model.kind={cfg.model.kind!r} needs config.data.task: the default task is span corruption for "
             "an encoder-decoder. Pick a task of the objectives registry, e.g. --config.data.task=builtin_prefix_lm "
             "--config.data.task_modules=t5x_tl.data.pretraining_tasks"
         )
-    if cfg.data.task:
+    if task_name:
+        key = "curriculum.task" if cfg.curriculum.strategy != "none" else "data.task"
         try:
-            task = seqio.get_mixture_or_task(cfg.data.task)
+            task = seqio.get_mixture_or_task(task_name)
         except ValueError as error:
             raise UserError(
-                f"config.data.task={cfg.data.task!r} is not a registered SeqIO task or mixture; "
+                f"config.{key} names {task_name!r}, which is not a registered SeqIO task or mixture; "
                 "name the module that registers it in config.data.task_modules"
             ) from error
         if not cfg.data.targets_length:
@@ -153,11 +170,12 @@ def signature(kind: str, model_cfg: T5Config) -> dict:
 
 def _restore_or_init(
     checkpointer: Checkpointer, model_signature: dict, factory, optimizer, shardings: TrainState, seed: int
-) -> TrainState:
+) -> tuple[TrainState, dict | None]:
+    """The newest checkpoint's state and metadata, or a fresh state (and None)."""
     step = checkpointer.latest_step()
     if step is None:
         log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
-        return init_train_state(factory, optimizer, shardings, seed)
+        return init_train_state(factory, optimizer, shardings, seed), None
     saved = checkpointer.metadata(step)
     if saved.get("model") != model_signature:
         raise UserError(
@@ -172,7 +190,17 @@ def _restore_or_init(
         saved.get("model"),
         saved.get("data_batches", step),
     )
-    return state
+    return state, saved
+
+
+def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | CurriculumBatches:
+    curriculum = _curriculum(cfg)
+    if curriculum is None:
+        return TaskBatches(spec)
+    try:
+        return CurriculumBatches(curriculum, cfg.curriculum.task, spec)
+    except ValueError as error:
+        raise UserError(f"config.curriculum: {error}") from error
 
 
 def _batch_spec(**fields) -> BatchSpec:
@@ -180,35 +208,6 @@ def _batch_spec(**fields) -> BatchSpec:
         return BatchSpec(**fields)
     except ValueError as error:
         raise UserError(f"config.data does not fit config.model.kind: {error}") from error
-
-
-def _validation_batches(spec: BatchSpec, count: int, sharding: jax.sharding.NamedSharding) -> list[dict]:
-    """The fixed validation batches; also the first read of the task, so a task that cannot feed the model
-    kind fails here, before anything is written."""
-    eval_spec = dataclasses.replace(spec, split="validation", shuffle=False, repeat=False)
-    try:
-        eval_batches = [_global(batch, sharding) for batch in itertools.islice(numpy_batches(eval_spec), count)]
-    except (ValueError, KeyError) as error:
-        raise UserError(
-            f"task {spec.task!r} cannot feed a {spec.model_kind} model ({error}); a decoder_only model reads only "
-            "'targets', prefix_lm and encoder_decoder read 'inputs' and 'targets', encoder_only aligned ones"
-        ) from error
-    if not eval_batches:
-        raise UserError("the validation split yields no full batch; lower config.data.batch_size or add documents")
-    return eval_batches
-
-
-def _global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-def _evaluate(eval_step, params, batches: list[dict[str, jax.Array]]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for batch in batches:
-        for name, value in jax.device_get(eval_step(params, batch)).items():
-            totals[name] = totals.get(name, 0.0) + float(value)
-    tokens = max(totals.get("weight_sum", 0.0), 1.0)
-    return {"loss": totals["cross_entropy_sum"] / tokens, "accuracy": totals["correct_sum"] / tokens}
 
 
 def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
@@ -235,12 +234,18 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         num_hosts=jax.process_count(),
         model_kind=kind,
     )
-    eval_batches = _validation_batches(spec, cfg.train.eval_batches, data_sharding)
+    eval_batches = validation_batches(spec, cfg.train.eval_batches, data_sharding)
+    batches = _train_batches(cfg, spec)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
+    state, saved = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
     start = int(jax.device_get(state.step))
+    if saved:
+        try:
+            batches.load_state_dict(saved.get("data_state", {"batches": start}))
+        except ValueError as error:
+            raise UserError(f"{checkpointer.directory}: {error}") from error
 
     graphdef, _ = abstract_model(factory)
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
@@ -257,8 +262,18 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         compiler_options=compiler_options(),
     )
     model_record = {"model": signature(kind, model_cfg), "model_config": dataclasses.asdict(model_cfg)}
-    metadata = lambda step: {**model_record, "data_batches": step, "task": task.name}
+    metadata = lambda step: {
+        **model_record,
+        "data_batches": step,
+        "task": task.name,
+        "data_state": batches.state_dict(),
+    }
     writer = MetricWriter(workdir)
+    listener = (
+        CurriculumListener(batches, cfg.train.eval_batches, data_sharding, writer)
+        if (isinstance(batches, CurriculumBatches) and batches.curriculum.listens)
+        else None
+    )
     tokens_per_step = cfg.data.batch_size * spec.tokens_per_example()
     stop = StopRequest()
     last_eval: dict[str, float] = {}
@@ -266,17 +281,15 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     try:
         with jax.set_mesh(mesh), logging_redirect_tqdm():
             if start == 0:
-                last_eval = _evaluate(eval_step, state.params, eval_batches)
+                last_eval = evaluate(eval_step, state.params, eval_batches)
                 writer.write(0, "validation", last_eval)
                 log.info("step 0: validation %s", _fmt(last_eval))
-            batches: Iterator = numpy_batches(spec, skip_batches=start)
             bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
             window_start, window_steps = time.perf_counter(), 0
             while step < cfg.train.steps and stop.signal is None:
-                state, metrics = train_step(state, _global(next(batches), data_sharding))
+                state, metrics = train_step(state, global_batch(next(batches), data_sharding))
                 step += 1
                 window_steps += 1
-                checkpointer.save(step, state, metadata(step))
                 bar.update(1)
                 if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                     scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -286,19 +299,52 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}", tok_s=f"{scalars['tokens_per_second']:.0f}")
                     window_start, window_steps = time.perf_counter(), 0
                 if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-                    last_eval = _evaluate(eval_step, state.params, eval_batches)
+                    last_eval = evaluate(eval_step, state.params, eval_batches)
                     writer.write(step, "validation", last_eval)
                     log.info("step %d: validation %s", step, _fmt(last_eval))
+                    if listener:
+                        listener(step, eval_step, state.params)
+                checkpointer.save(step, state, metadata(step))  # after the curriculum heard this step's eval
             bar.close()
             checkpointer.save(step, state, metadata(step), force=checkpointer.latest_step() != step)
             checkpointer.wait()
             log.info("Saved step %d to %s", step, checkpointer.directory / str(step))
     finally:
         stop.restore()
+        batches.close()
         checkpointer.close()
         writer.close()
-    return TrainResult(step=step, stopped_by=stop.signal, last_eval=last_eval)
+    return TrainResult(step=step, stopped_by=stop.signal, last_eval=last_eval, data_state=batches.state_dict())
 
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def evaluate_checkpoint(cfg: ConfigDict, workdir: str | Path, split: str = "test") -> dict[str, float]:
+    """Teacher-forced loss, token accuracy and sequence accuracy (= greedy exact match) of the newest checkpoint
+    in ``workdir`` on the whole ``split`` of the config's task (with a curriculum: the target level's task)."""
+    validate(cfg)
+    task, targets_length = resolve_task(cfg)
+    model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
+    factory = lambda rngs: build_model(cfg.model.kind, model_cfg, rngs)
+    _, params, saved = read_params(Path(workdir) / "checkpoints")
+    if saved.get("model") != signature(cfg.model.kind, model_cfg):
+        raise UserError(f"{workdir} holds a checkpoint of another model shape {saved.get('model')}")
+    mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
+    spec = _batch_spec(
+        task=task.name,
+        split=split,
+        inputs_length=cfg.data.inputs_length,
+        targets_length=targets_length,
+        batch_size=_host_batch_size(cfg.data.batch_size, mesh),
+        seed=cfg.seed,
+        pack=False,  # every example is a sequence of its own
+        host_index=jax.process_index(),
+        num_hosts=jax.process_count(),
+        model_kind=cfg.model.kind,
+    )
+    batches = validation_batches(spec, None, partitioning.batch_sharding(mesh), split=split)
+    eval_step = jax.jit(make_eval_step(abstract_model(factory)[0], cfg.train.z_loss, cfg.model.kind))
+    with jax.set_mesh(mesh):
+        return evaluate(eval_step, params, batches)

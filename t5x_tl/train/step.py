@@ -18,7 +18,7 @@ from t5x_tl.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-Prediction = tuple[jax.Array, jax.Array, jax.Array]
+Prediction = tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]
 
 
 def _rngs(key: jax.Array | None) -> dict:
@@ -33,7 +33,7 @@ def _encoder_decoder(model, batch: Batch, key) -> Prediction:
         batch.get("decoder_segment_ids"),
         **_rngs(key),
     )
-    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
 
 
 def _decoder_only(model, batch: Batch, key) -> Prediction:
@@ -43,15 +43,15 @@ def _decoder_only(model, batch: Batch, key) -> Prediction:
         batch.get("decoder_causal_attention"),
         **_rngs(key),
     )
-    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
 
 
 def _encoder_only(model, batch: Batch, key) -> Prediction:
     logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **_rngs(key))
-    return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"]
+    return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
 
 
-# model kind -> how its SeqIO feature converter's batch feeds it: (logits, targets, loss weights)
+# model kind -> how its SeqIO feature converter's batch feeds it: (logits, targets, loss weights, segment ids)
 PREDICTIONS: dict[str, Callable[[nnx.Module, Batch, jax.Array | None], Prediction]] = {
     "encoder_decoder": _encoder_decoder,
     "decoder_only": _decoder_only,
@@ -61,8 +61,8 @@ PREDICTIONS: dict[str, Callable[[nnx.Module, Batch, jax.Array | None], Predictio
 
 
 def _token_losses(graphdef, kind: str, params: dict, batch: Batch, key, z_loss: float) -> Metrics:
-    logits, targets, weights = PREDICTIONS[kind](nnx.merge(graphdef, params), batch, key)
-    return token_losses(logits, targets, weights, z_loss)
+    logits, targets, weights, segments = PREDICTIONS[kind](nnx.merge(graphdef, params), batch, key)
+    return token_losses(logits, targets, weights, z_loss, segments)
 
 
 def make_train_step(
@@ -106,7 +106,8 @@ def make_train_step(
 def make_eval_step(
     graphdef: nnx.GraphDef, z_loss: float, kind: str = "encoder_decoder"
 ) -> Callable[[dict, Batch], Metrics]:
-    """``eval_step(params, batch) -> sums`` of cross-entropy, correct tokens and weights (no dropout)."""
+    """``eval_step(params, batch) -> sums`` of cross-entropy, correct tokens, weights and fully correct
+    sequences (no dropout)."""
 
     def eval_step(params: dict, batch: Batch) -> Metrics:
         return _token_losses(graphdef, kind, params, batch, None, z_loss)

@@ -1,0 +1,242 @@
+"""The curriculum study of "Learning to Execute": every strategy x target level x seed, trained for the same
+budget, scored on the target level's test split, tabulated and charted against the baseline strategy.
+
+Each run is an ordinary training job in ``<study_dir>/runs/<target>/<strategy>/seed<k>``; a finished run leaves
+``result.json`` and is reused, a killed one resumes from its last checkpoint, so rerunning the same command
+continues a stopped study. ``study.json`` records the study's config: a directory holding another study is
+refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ml_collections import ConfigDict
+from tqdm import tqdm
+
+from t5x_tl.data.curriculum import STRATEGIES, Level
+from t5x_tl.data.execute import tasks
+from t5x_tl.errors import UserError
+from t5x_tl.train.loop import evaluate_checkpoint, train
+
+log = logging.getLogger("t5x_tl")
+_LENGTH_SAMPLES = 5000  # train examples read to size the features, besides the whole evaluation sets
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    target: Level
+    strategy: str
+    seed: int
+
+    def directory(self, study_dir: Path, family: str) -> Path:
+        name = tasks.task_name(family, self.target.length, self.target.nesting)
+        return study_dir / "runs" / name / self.strategy / f"seed{self.seed}"
+
+
+def check_study(study: ConfigDict) -> None:
+    """Raises UserError naming a bad family, target, strategy or empty seed list."""
+    unknown = [s for s in study.strategies if s not in STRATEGIES]
+    if unknown or not study.strategies:
+        raise UserError(f"config.strategies={tuple(study.strategies)} is invalid: choose from {STRATEGIES}")
+    if "baseline" not in study.strategies:
+        raise UserError("config.strategies must include 'baseline': the chart is relative to it")
+    if not study.seeds or not study.targets:
+        raise UserError("config.seeds and config.targets must each name at least one")
+    for length, nesting in study.targets:
+        try:
+            tasks.check_level(study.family, length, nesting)
+        except ValueError as error:
+            raise UserError(f"config.targets: {error}") from error
+
+
+def feature_lengths(family: str, target: Level) -> tuple[int, int]:
+    """Input and target lengths that hold the target level's evaluation sets and a sample of its training
+    stream (with EOS), rounded up to multiples of 8; lower levels are shorter."""
+    streams = [itertools.islice(tasks.examples(family, target.length, target.nesting, split, 0), n)
+               for split, n in (("train", _LENGTH_SAMPLES), ("validation", tasks.EVAL_EXAMPLES),
+                                ("test", tasks.EVAL_EXAMPLES))]  # fmt: skip
+    examples = list(itertools.chain(*streams))
+    round_up = lambda n: 8 * math.ceil((n + 1) / 8)
+    return round_up(max(len(e.code) for e in examples)), round_up(max(len(e.output) for e in examples))
+
+
+def run_config(study: ConfigDict, run: Run) -> ConfigDict:
+    """The training job of one run: the study's ``train`` config with the run's curriculum and seed."""
+    cfg = copy.deepcopy(study.train)
+    family, target = study.family, run.target
+    cfg.seed = run.seed
+    cfg.curriculum.strategy = run.strategy
+    cfg.curriculum.task = "lte_program_l{length}_n{nesting}" if family == "program" else f"lte_{family}_l{{length}}"
+    cfg.curriculum.length, cfg.curriculum.nesting = target.length, target.nesting
+    cfg.data.inputs_length, cfg.data.targets_length = feature_lengths(family, target)
+    return cfg
+
+
+def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
+    workdir = run.directory(study_dir, study.family)
+    done = workdir / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    cfg = run_config(study, run)
+    start = time.perf_counter()
+    trained = train(cfg, workdir)
+    if trained.stopped_by is not None:
+        raise KeyboardInterrupt  # the run saved a checkpoint; the study resumes from it when rerun
+    seconds = time.perf_counter() - start
+    test = evaluate_checkpoint(cfg, workdir, split="test")
+    result = {
+        "target": [run.target.length, run.target.nesting],
+        "strategy": run.strategy,
+        "seed": run.seed,
+        "character_accuracy": 100 * test["accuracy"],
+        "sequence_accuracy": 100 * test["sequence_accuracy"],
+        "test_loss": test["loss"],
+        "steps": trained.step,
+        "seconds": seconds,
+        "curriculum": trained.data_state["curriculum"],
+    }
+    scratch = done.with_suffix(".tmp")
+    scratch.write_text(json.dumps(result, indent=1))
+    scratch.rename(done)
+    return result
+
+
+def _guard(study: ConfigDict, study_dir: Path) -> None:
+    record = study_dir / "study.json"
+    wanted = json.loads(study.to_json())
+    if record.exists():
+        if json.loads(record.read_text()) != wanted:
+            raise UserError(
+                f"{study_dir} holds a study of another config (see {record}); use a fresh --study_dir, "
+                "or rerun with the config that started it to continue"
+            )
+        return
+    study_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(wanted, indent=1))
+
+
+def summarise(results: Sequence[dict]) -> list[dict]:
+    """Per target and strategy: means and spread over seeds, and the per-character change against the
+    baseline of the same seed (paired, in points)."""
+    rows = []
+    key = lambda r: (tuple(r["target"]), r["strategy"])
+    by_key = {k: list(group) for k, group in itertools.groupby(sorted(results, key=key), key=key)}
+    for (target, strategy), group in by_key.items():
+        baseline = {r["seed"]: r["character_accuracy"] for r in by_key.get((target, "baseline"), [])}
+        change = [r["character_accuracy"] - baseline[r["seed"]] for r in group if r["seed"] in baseline]
+        char = [r["character_accuracy"] for r in group]
+        seq = [r["sequence_accuracy"] for r in group]
+        rows.append(
+            {
+                "length": target[0],
+                "nesting": target[1],
+                "strategy": strategy,
+                "seeds": len(group),
+                "character_accuracy": float(np.mean(char)),
+                "character_accuracy_std": float(np.std(char, ddof=1)) if len(char) > 1 else 0.0,
+                "sequence_accuracy": float(np.mean(seq)),
+                "sequence_accuracy_std": float(np.std(seq, ddof=1)) if len(seq) > 1 else 0.0,
+                "vs_baseline": float(np.mean(change)) if change else float("nan"),
+                "vs_baseline_std": float(np.std(change, ddof=1)) if len(change) > 1 else 0.0,
+                "minutes_per_run": float(np.mean([r["seconds"] for r in group])) / 60,
+            }
+        )
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    return sorted(rows, key=lambda r: (r["length"], r["nesting"], order[r["strategy"]]))
+
+
+def wins(results: Sequence[dict], better: str, worse: str) -> dict[tuple[int, int], tuple[int, int]]:
+    """Per target: on how many seeds ``better`` beat ``worse`` in per-character accuracy, out of how many."""
+    score = {(tuple(r["target"]), r["strategy"], r["seed"]): r["character_accuracy"] for r in results}
+    counts: dict[tuple[int, int], tuple[int, int]] = {}
+    for target, strategy, seed in score:
+        if strategy == better and (target, worse, seed) in score:
+            won, total = counts.get(target, (0, 0))
+            counts[target] = (won + (score[(target, better, seed)] > score[(target, worse, seed)]), total + 1)
+    return counts
+
+
+def markdown(rows: Sequence[dict], results: Sequence[dict]) -> str:
+    lines = [
+        "| length | nesting | strategy | per-character accuracy (%) | per-sequence accuracy (%) "
+        "| vs baseline (char, points) | seeds | minutes per run |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['length']} | {r['nesting']} | {r['strategy']} "
+            f"| {r['character_accuracy']:.1f} ± {r['character_accuracy_std']:.1f} "
+            f"| {r['sequence_accuracy']:.1f} ± {r['sequence_accuracy_std']:.1f} "
+            f"| {r['vs_baseline']:+.1f} ± {r['vs_baseline_std']:.1f} | {r['seeds']} | {r['minutes_per_run']:.1f} |"
+        )
+    lines.append("")
+    lines.append("Mean ± sample standard deviation over seeds; test split of the target level; the change against")
+    lines.append("the baseline is paired by seed. Per-character accuracy is teacher-forced, as in the paper;")
+    lines.append("per-sequence accuracy is exact match (equal to greedy decoding's).")
+    for target, (won, total) in sorted(wins(results, "combined", "naive").items()):
+        lines.append(f"- combined beats naive at (length {target[0]}, nesting {target[1]}) on {won} of {total} seeds")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[dict], path: Path) -> None:
+    """The course's chart: per-character accuracy of each strategy relative to the baseline, per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = sorted({(r["length"], r["nesting"]) for r in rows})
+    strategies = [s for s in STRATEGIES if s != "baseline" and any(r["strategy"] == s for r in rows)]
+    figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(targets), 3.6))
+    width = 0.8 / max(len(strategies), 1)
+    for i, strategy in enumerate(strategies):
+        cells = [next((r for r in rows if (r["length"], r["nesting"]) == t and r["strategy"] == strategy), None)
+                 for t in targets]  # fmt: skip
+        x = np.arange(len(targets)) + (i - (len(strategies) - 1) / 2) * width
+        axes.bar(x, [c["vs_baseline"] if c else 0 for c in cells], width,
+                 yerr=[c["vs_baseline_std"] if c else 0 for c in cells], capsize=3, label=strategy)  # fmt: skip
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(np.arange(len(targets)), [f"length {a}\nnesting {b}" for a, b in targets])
+    axes.set_ylabel("per-character accuracy\nminus baseline (points)")
+    axes.set_title("Curriculum strategies against the baseline")
+    axes.legend(frameon=False, fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+
+
+def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:
+    """Runs (or continues) every run of ``study`` and writes results.{json,csv,md} and the chart."""
+    check_study(study)
+    study_dir = Path(study_dir).expanduser()
+    _guard(study, study_dir)
+    runs = [
+        Run(Level(*target), strategy, seed)
+        for target in study.targets
+        for seed in study.seeds
+        for strategy in study.strategies
+    ]
+    results = []
+    for run in tqdm(runs, desc="curriculum study", unit="run"):
+        log.info("run %s", run)
+        results.append(_run(study, run, study_dir))
+    rows = summarise(results)
+    (study_dir / "results.json").write_text(json.dumps({"runs": results, "summary": rows}, indent=1))
+    with (study_dir / "results.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (study_dir / "results.md").write_text(markdown(rows, results))
+    plot(rows, study_dir / "relative_to_baseline.png")
+    return rows
