@@ -203,9 +203,23 @@ def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | Curriculum
         raise UserError(f"config.curriculum: {error}") from error
 
 
-def _batch_spec(**fields) -> BatchSpec:
+def _host_spec(
+    cfg: ConfigDict, task: str, targets_length: int, mesh: jax.sharding.Mesh, split: str, pack: bool
+) -> BatchSpec:
+    """What this host reads of ``task``'s ``split`` for the config's lengths, batch and model kind."""
     try:
-        return BatchSpec(**fields)
+        return BatchSpec(
+            task=task,
+            split=split,
+            inputs_length=cfg.data.inputs_length,
+            targets_length=targets_length,
+            batch_size=_host_batch_size(cfg.data.batch_size, mesh),
+            seed=cfg.seed,
+            pack=pack,
+            host_index=jax.process_index(),
+            num_hosts=jax.process_count(),
+            model_kind=cfg.model.kind,
+        )
     except ValueError as error:
         raise UserError(f"config.data does not fit config.model.kind: {error}") from error
 
@@ -220,20 +234,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     kind = cfg.model.kind
     factory = lambda rngs: build_model(kind, model_cfg, rngs)
     mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
-    host_batch = _host_batch_size(cfg.data.batch_size, mesh)
     data_sharding = partitioning.batch_sharding(mesh)
-    spec = _batch_spec(
-        task=task.name,
-        split="train",
-        inputs_length=cfg.data.inputs_length,
-        targets_length=targets_length,
-        batch_size=host_batch,
-        seed=cfg.seed,
-        pack=cfg.data.pack,
-        host_index=jax.process_index(),
-        num_hosts=jax.process_count(),
-        model_kind=kind,
-    )
+    spec = _host_spec(cfg, task.name, targets_length, mesh, "train", cfg.data.pack)
     eval_batches = validation_batches(spec, cfg.train.eval_batches, data_sharding)
     batches = _train_batches(cfg, spec)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
@@ -332,18 +334,7 @@ def evaluate_checkpoint(cfg: ConfigDict, workdir: str | Path, split: str = "test
     if saved.get("model") != signature(cfg.model.kind, model_cfg):
         raise UserError(f"{workdir} holds a checkpoint of another model shape {saved.get('model')}")
     mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
-    spec = _batch_spec(
-        task=task.name,
-        split=split,
-        inputs_length=cfg.data.inputs_length,
-        targets_length=targets_length,
-        batch_size=_host_batch_size(cfg.data.batch_size, mesh),
-        seed=cfg.seed,
-        pack=False,  # every example is a sequence of its own
-        host_index=jax.process_index(),
-        num_hosts=jax.process_count(),
-        model_kind=cfg.model.kind,
-    )
+    spec = _host_spec(cfg, task.name, targets_length, mesh, split, pack=False)  # an example is a sequence
     batches = validation_batches(spec, None, partitioning.batch_sharding(mesh), split=split)
     eval_step = jax.jit(make_eval_step(abstract_model(factory)[0], cfg.train.z_loss, cfg.model.kind))
     with jax.set_mesh(mesh):

@@ -83,6 +83,19 @@ def test_loss_is_normalised_per_target_token():
     np.testing.assert_allclose(float(sums["cross_entropy_sum"]) / 3.0, np.log(5.0), rtol=1e-6)
 
 
+def test_sequence_accuracy_counts_packed_segments_and_rows_whose_every_token_is_right():
+    targets = np.array([[3, 4, 5, 6, 0], [2, 2, 2, 0, 0], [0, 0, 0, 0, 0]], np.int32)
+    predicted = np.array([[3, 4, 5, 1, 0], [2, 2, 2, 9, 9], [0, 0, 0, 0, 0]], np.int32)  # row 0: 4th token wrong
+    logits = np.eye(10, dtype=np.float32)[predicted]
+    weights = (targets > 0).astype(np.float32)
+    packed = np.array([[1, 1, 2, 2, 0], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], np.int32)
+    sums = token_losses(logits, targets, weights, 0.0, packed)
+    # segments: row 0 holds (3, 4) right and (5, 6) wrong; row 1 one right segment; the all-padding row none
+    assert (float(sums["sequence_sum"]), float(sums["sequence_correct_sum"])) == (3.0, 2.0)
+    unpacked = token_losses(logits, targets, weights, 0.0)
+    assert (float(unpacked["sequence_sum"]), float(unpacked["sequence_correct_sum"])) == (2.0, 1.0)
+
+
 def test_padding_targets_do_not_change_the_loss():
     graphdef, _ = abstract_model(factory)
     mesh = partitioning.make_mesh(-1, 1)
