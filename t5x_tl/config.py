@@ -61,7 +61,16 @@ def base_config() -> ConfigDict:
             pack=True,
         )
     )
-    cfg.train = ConfigDict(dict(steps=1000, log_every=20, eval_every=100, eval_batches=8, z_loss=1e-4))
+    cfg.train = ConfigDict(
+        dict(
+            steps=1000,
+            log_every=20,  # train loss, accuracy, tokens/s, model FLOP/s and MFU every this many steps
+            eval_every=100,
+            eval_batches=8,
+            z_loss=1e-4,
+            peak_flops_per_device=0.0,  # MFU's denominator; 0: the data-sheet bfloat16 peak where known
+        )
+    )
     cfg.optimizer = ConfigDict(
         dict(
             name="adafactor",
@@ -162,6 +171,12 @@ def validate(cfg: ConfigDict) -> ConfigDict:
         "optimizer.learning_rate",
         flat["optimizer.learning_rate"],
         "it must be > 0",
+    )
+    _check(
+        flat["train.peak_flops_per_device"] >= 0,
+        "train.peak_flops_per_device",
+        flat["train.peak_flops_per_device"],
+        "it must be >= 0 (0: the data-sheet peak of a known accelerator)",
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     _validate_curriculum(flat)

@@ -69,8 +69,18 @@ def test_main_job_writes_metrics_checkpoints_and_tensorboard(trained):
     train = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4]
     assert all(r["tokens_per_second"] > 0 and r["target_tokens"] > 0 for r in train)
+    assert all(r["model_flops_per_second"] > 0 and "mfu" not in r for r in train), "no peak is known for a CPU"
     assert _steps(trained) == [2, 4]
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_model_info_lists_every_parameter_with_its_sharding(trained):
+    table = (trained / "model-info.txt").read_text().splitlines()
+    assert table[0].split() == ["parameter", "shape", "dtype", "logical", "axes", "mesh", "axes", "per-device", "shape"]
+    row = next(line for line in table if line.startswith("decoder/layers/stacked/mlp/wi_0 "))
+    # 4 CPU devices, mesh data 4 x model 1: the rules put mlp on model, so nothing is split
+    assert "(layers, embed, mlp)" in row and "(-, -, model)" in row and row.split()[-3:] == row.split()[1:4]
+    assert "parameters; mesh data 4 x model 1;" in table[-1]
 
 
 def test_rerun_resumes_from_the_latest_checkpoint(trained):

@@ -35,7 +35,9 @@ from t5x_tl.platform import compiler_options
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer, read_params
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
+from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 from t5x_tl.train.metrics import MetricWriter
+from t5x_tl.train.model_info import parameter_table
 from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
 from t5x_tl.train.state import TrainState, abstract_model, abstract_train_state, init_train_state, state_shardings
 from t5x_tl.train.step import make_eval_step, make_train_step
@@ -249,7 +251,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         except ValueError as error:
             raise UserError(f"{checkpointer.directory}: {error}") from error
 
-    graphdef, _ = abstract_model(factory)
+    graphdef, abstract_params = abstract_model(factory)
+    _write_model_info(workdir, parameter_table(abstract_params, cfg.partitioning.rules, mesh))
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
     train_step = jax.jit(
         make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind),
@@ -277,6 +280,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         else None
     )
     tokens_per_step = cfg.data.batch_size * spec.tokens_per_example()
+    flops_per_step = train_step_flops(model_cfg, cfg.data.batch_size, spec.inputs_length, targets_length, kind)
+    peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype, cfg.train.peak_flops_per_device)
     stop = StopRequest()
     last_eval: dict[str, float] = {}
     step = start
@@ -297,6 +302,9 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
                     scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     elapsed = time.perf_counter() - window_start
                     scalars["tokens_per_second"] = tokens_per_step * window_steps / elapsed
+                    scalars["model_flops_per_second"] = flops_per_step * window_steps / elapsed
+                    if peak:
+                        scalars["mfu"] = scalars["model_flops_per_second"] / (peak * jax.device_count())
                     writer.write(step, "train", scalars)
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}", tok_s=f"{scalars['tokens_per_second']:.0f}")
                     window_start, window_steps = time.perf_counter(), 0
@@ -317,6 +325,13 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         checkpointer.close()
         writer.close()
     return TrainResult(step=step, stopped_by=stop.signal, last_eval=last_eval, data_state=batches.state_dict())
+
+
+def _write_model_info(workdir: Path, table: str) -> None:
+    path = workdir / "model-info.txt"
+    if jax.process_index() == 0:
+        path.write_text(table)
+    log.info("Parameter shardings (also in %s):\n%s", path, table)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -1,0 +1,61 @@
+"""The analytic FLOP count against XLA's own count of an unrolled forward pass, for every model kind."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from t5x_tl.models.config import T5Config
+from t5x_tl.models.kinds import build_model
+from t5x_tl.train.flops import forward_flops, peak_flops_per_device, train_step_flops
+
+S, T, B = 64, 32, 2
+
+
+def _config(feed_forward_proj: str) -> T5Config:
+    return T5Config(vocab_size=512, d_model=256, d_ff=512, num_heads=4, d_kv=64, num_encoder_layers=2,
+                    num_decoder_layers=2, feed_forward_proj=feed_forward_proj, scan_layers=False)  # fmt: skip
+
+
+def _xla_flops(kind: str, cfg: T5Config) -> float:
+    model = build_model(kind, cfg, nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    ids = lambda n: jnp.ones((B, n), jnp.int32)
+
+    def forward(params):
+        m = nnx.merge(graphdef, params)
+        if kind == "encoder_decoder":
+            return m(ids(S), ids(T), deterministic=True)
+        if kind == "encoder_only":
+            return m(ids(S), deterministic=True)
+        return m(ids(T if kind == "decoder_only" else S + T), deterministic=True)
+
+    return jax.jit(forward).lower(params).compile().cost_analysis()["flops"]
+
+
+@pytest.mark.parametrize("kind", ["encoder_decoder", "decoder_only", "prefix_lm", "encoder_only"])
+@pytest.mark.parametrize("feed_forward_proj", ["gated-gelu", "relu"])
+def test_matmul_flops_account_for_what_xla_counts(kind, feed_forward_proj):
+    cfg = _config(feed_forward_proj)
+    ours = B * forward_flops(cfg, kind, S, T)
+    xla = _xla_flops(kind, cfg)
+    assert 0.97 * xla <= ours <= xla, (ours, xla)  # XLA also counts norms, softmax and activations
+
+
+def test_a_training_step_is_three_forward_passes():
+    cfg = _config("gated-gelu")
+    assert train_step_flops(cfg, 8, S, T, "prefix_lm") == 3 * 8 * forward_flops(cfg, "prefix_lm", S, T)
+
+
+def test_peaks_are_reported_only_where_known():
+    cpu = jax.devices()[0]
+    assert peak_flops_per_device(cpu, "bfloat16") is None
+    assert peak_flops_per_device(cpu, "float32", configured=1e12) == 1e12
+
+    class H100:
+        device_kind = "NVIDIA H100 80GB HBM3"
+
+    assert peak_flops_per_device(H100(), "bfloat16") == 989e12
+    assert peak_flops_per_device(H100(), "float32") is None
