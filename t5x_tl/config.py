@@ -68,6 +68,7 @@ def base_config() -> ConfigDict:
             eval_every=100,
             eval_batches=8,
             z_loss=1e-4,
+            microbatches=1,  # gradient accumulation: the batch is split in this many, one update per batch
             peak_flops_per_device=0.0,  # MFU's denominator; 0: the data-sheet bfloat16 peak where known
         )
     )
@@ -158,9 +159,8 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     _one_of(flat, "optimizer.name", OPTIMIZERS)
     _one_of(flat, "optimizer.schedule", SCHEDULES)
     _positive(flat, ["data.inputs_length", "data.batch_size", "data.sentencepiece_size", "train.steps"])
-    _positive(
-        flat, ["train.log_every", "train.eval_every", "train.eval_batches", "checkpoint.every", "checkpoint.keep"]
-    )
+    _positive(flat, ["train.log_every", "train.eval_every", "train.eval_batches", "train.microbatches"])
+    _positive(flat, ["checkpoint.every", "checkpoint.keep"])
     _positive(flat, [f"data.corpus.{k}" for k in ("num_entities", "num_train_documents", "num_validation_documents")])
     in_unit: Callable[[float], bool] = lambda x: 0.0 <= x < 1.0
     _check(

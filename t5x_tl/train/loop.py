@@ -165,6 +165,15 @@ def _host_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> int:
     return global_batch // jax.process_count()
 
 
+def _check_microbatches(global_batch: int, microbatches: int, mesh: jax.sharding.Mesh) -> None:
+    data_axis = mesh.shape["data"]
+    if global_batch % (microbatches * data_axis):
+        raise UserError(
+            f"config.data.batch_size={global_batch} must be divisible by config.train.microbatches={microbatches} "
+            f"times the data-parallel mesh axis ({data_axis}), so every microbatch spreads over the data shards"
+        )
+
+
 def signature(kind: str, model_cfg: T5Config) -> dict:
     """What fixes the parameter tree of a job's model: a checkpoint restores only onto an equal one."""
     return {"kind": kind, **model_cfg.shape_signature()}
@@ -238,6 +247,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
     data_sharding = partitioning.batch_sharding(mesh)
     spec = _host_spec(cfg, task.name, targets_length, mesh, "train", cfg.data.pack)
+    _check_microbatches(cfg.data.batch_size, cfg.train.microbatches, mesh)
     eval_batches = validation_batches(spec, cfg.train.eval_batches, data_sharding)
     batches = _train_batches(cfg, spec)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
@@ -255,7 +265,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     _write_model_info(workdir, parameter_table(abstract_params, cfg.partitioning.rules, mesh))
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
     train_step = jax.jit(
-        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind),
+        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind, cfg.train.microbatches),
         in_shardings=(shardings, data_sharding),
         out_shardings=(shardings, None),
         donate_argnums=0,

@@ -65,6 +65,13 @@ def _token_losses(graphdef, kind: str, params: dict, batch: Batch, key, z_loss: 
     return token_losses(logits, targets, weights, z_loss, segments)
 
 
+def _microbatches(batch: Batch, count: int) -> Batch:
+    """``(B, ...) -> (count, B / count, ...)``, microbatch ``i`` holding rows ``i, i + count, ...``: a strided
+    split, so every microbatch stays spread over the data-parallel shards of the batch axis."""
+    split = lambda x: x.reshape(x.shape[0] // count, count, *x.shape[1:]).swapaxes(0, 1)
+    return jax.tree.map(split, batch)
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
@@ -72,23 +79,43 @@ def make_train_step(
     z_loss: float,
     dropout_seed: int,
     kind: str = "encoder_decoder",
+    microbatches: int = 1,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """``train_step(state, batch) -> (state, metrics)``; dropout keys are folded from the step number.
 
-    ``kind`` names the model kind, and so the batch features (see :data:`PREDICTIONS`).
+    ``kind`` names the model kind, and so the batch features (see :data:`PREDICTIONS`). With
+    ``microbatches > 1`` the batch is split and gradients of the summed losses are accumulated by a scan
+    before one normalisation per target token, so the update equals the whole batch's (to float rounding).
     """
 
-    def loss_fn(params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
+    def summed_loss(params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
         sums = _token_losses(graphdef, kind, params, batch, key, z_loss)
-        tokens = jnp.maximum(sums["weight_sum"], 1.0)
-        return (sums["cross_entropy_sum"] + sums["z_loss_sum"]) / tokens, sums
+        return sums["cross_entropy_sum"] + sums["z_loss_sum"], sums
+
+    sums_and_grads = jax.grad(summed_loss, has_aux=True)
+
+    def accumulated(params: dict, batch: Batch, key: jax.Array) -> tuple[dict, Metrics]:
+        if microbatches == 1:
+            return sums_and_grads(params, batch, key)
+
+        def add(carry, inputs):
+            index, micro = inputs
+            grads, sums = sums_and_grads(params, micro, jax.random.fold_in(key, index))
+            return jax.tree.map(jnp.add, carry, (grads, sums)), None
+
+        micro = _microbatches(batch, microbatches)
+        shapes = jax.eval_shape(sums_and_grads, params, jax.tree.map(lambda x: x[0], micro), key)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.scan(add, zeros, (jnp.arange(microbatches), micro))[0]
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         key = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
-        (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        grads, sums = accumulated(state.params, batch, key)
+        tokens = jnp.maximum(sums["weight_sum"], 1.0)
+        grads = jax.tree.map(lambda g: g / tokens, grads)
+        loss = (sums["cross_entropy_sum"] + sums["z_loss_sum"]) / tokens
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        tokens = jnp.maximum(sums["weight_sum"], 1.0)
         metrics = {
             "loss": loss,
             "cross_entropy": sums["cross_entropy_sum"] / tokens,

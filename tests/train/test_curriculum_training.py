@@ -34,6 +34,7 @@ def _config(**overrides):
         "train.eval_every": 1,
         "train.eval_batches": 1,
         "train.log_every": 1,
+        "train.microbatches": 2,  # the loop path of gradient accumulation
         "checkpoint.every": 3,
     }
     for key, value in {**small, **overrides}.items():
@@ -97,9 +98,11 @@ def test_resuming_with_another_curriculum_is_refused_and_nothing_is_written(stra
         ({"curriculum.length": 70}, "'lte_copy_l70', which is not a registered SeqIO task"),
         ({"curriculum.task": "my_l{length}"}, "'my_l3', which is not a registered SeqIO task"),
         ({"curriculum.strategy": "greedy"}, "choose one of \\('none', 'baseline'"),
+        ({"train.microbatches": 3}, "divisible by config.train.microbatches=3 times the data-parallel mesh axis"),
+        ({"train.microbatches": 0}, "config.train.microbatches=0 is invalid: it must be a positive integer"),
     ],
 )
-def test_bad_curricula_are_clear_errors_before_anything_is_written(tmp_path, overrides, message):
+def test_bad_configs_are_clear_errors_before_anything_is_written(tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         train(_config(**overrides), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -39,20 +39,20 @@ def _batch(seed: int = 0, batch: int = 8) -> dict[str, np.ndarray]:
     }
 
 
-def _run(mesh: jax.sharding.Mesh, steps: int):
+def _run(mesh: jax.sharding.Mesh, steps: int, microbatches: int = 1, batch: dict | None = None):
     optimizer = optax.adafactor(1e-2)
     shardings = state_shardings(factory, optimizer, mesh, DEFAULT_RULES)
     state = init_train_state(factory, optimizer, shardings, seed=0)
     graphdef, _ = abstract_model(factory)
     step = jax.jit(
-        make_train_step(graphdef, optimizer, lambda _: 1e-2, 1e-4, 0),
+        make_train_step(graphdef, optimizer, lambda _: 1e-2, 1e-4, 0, microbatches=microbatches),
         in_shardings=(shardings, partitioning.batch_sharding(mesh)),
         out_shardings=(shardings, None),
     )
     losses = []
     with jax.set_mesh(mesh):
         for _ in range(steps):
-            state, metrics = step(state, _batch())
+            state, metrics = step(state, _batch() if batch is None else batch)
             losses.append(float(metrics["loss"]))
     return state, losses
 
@@ -72,6 +72,18 @@ def test_sharded_training_matches_one_device(mesh_shape):
     kernel = state.params["decoder"]["layers"]["stacked"]["mlp"]["wi_0"]
     assert kernel.sharding.spec == PartitionSpec(None, None, "model")
     assert kernel.sharding.mesh.shape == dict(zip(partitioning.MESH_AXES, mesh_shape, strict=False))
+
+
+@pytest.mark.parametrize("microbatches", [2, 4])
+def test_accumulated_microbatches_equal_the_whole_batch(microbatches):
+    batch = _batch()
+    batch["decoder_loss_weights"][np.arange(8) % 3 == 0, 1:] = 0  # uneven target tokens per microbatch
+    mesh = partitioning.make_mesh(2, 2)
+    whole, whole_losses = _run(mesh, steps=3, batch=batch)
+    accumulated, losses = _run(mesh, steps=3, microbatches=microbatches, batch=batch)
+    np.testing.assert_allclose(losses, whole_losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(accumulated.params), jax.tree.leaves(whole.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6)
 
 
 def test_loss_is_normalised_per_target_token():
