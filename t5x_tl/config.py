@@ -19,17 +19,9 @@ from t5x_tl.models.kinds import MODEL_KINDS
 from t5x_tl.models.sizes import T5_1_1_SIZES
 from t5x_tl.models.stack import REMAT_POLICIES
 from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
+from t5x_tl.train.partitioning import RULE_PRESETS
 
-DEFAULT_RULES = (
-    ("batch", "data"),
-    ("layers", None),  # the stacked-layers axis of scanned parameters
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("embed", None),
-    ("kv", None),
-    ("relpos_buckets", None),
-)
+DEFAULT_RULES = RULE_PRESETS["tensor_parallel"]  # with model=1 (the default mesh), plain data parallelism
 
 
 def base_config() -> ConfigDict:
@@ -94,7 +86,16 @@ def base_config() -> ConfigDict:
         )
     )
     cfg.checkpoint = ConfigDict(dict(every=200, keep=3))
-    cfg.partitioning = ConfigDict(dict(data=-1, model=1, rules=DEFAULT_RULES))
+    cfg.partitioning = ConfigDict(
+        dict(
+            replica=1,  # mesh axes, slowest first; one of them may be -1 (the devices left over)
+            data=-1,
+            fsdp=1,
+            model=1,
+            preset="tensor_parallel",  # t5x_tl.train.partitioning.RULE_PRESETS
+            rules=(),  # a custom (logical axis, mesh axis) table instead of the preset
+        )
+    )
     return cfg
 
 
@@ -180,9 +181,11 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     _validate_curriculum(flat)
-    for axis in ("data", "model"):
+    for axis in ("replica", "data", "fsdp", "model"):
         size = flat[f"partitioning.{axis}"]
         _check(size == -1 or size > 0, f"partitioning.{axis}", size, "it must be positive or -1 (fill the rest)")
+    if not flat["partitioning.rules"]:
+        _one_of(flat, "partitioning.preset", RULE_PRESETS)
     return cfg
 
 

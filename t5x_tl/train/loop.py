@@ -156,21 +156,36 @@ def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
 
 
 def _host_batch_size(global_batch: int, mesh: jax.sharding.Mesh) -> int:
-    data_axis = mesh.shape["data"]
-    if global_batch % data_axis or global_batch % jax.process_count():
+    shards = partitioning.batch_shards(mesh)
+    if global_batch % shards or global_batch % jax.process_count():
         raise UserError(
-            f"config.data.batch_size={global_batch} must be divisible by the data-parallel mesh axis ({data_axis}) "
-            f"and the number of processes ({jax.process_count()})"
+            f"config.data.batch_size={global_batch} must be divisible by the batch's mesh shards (replica x data x "
+            f"fsdp = {shards}) and the number of processes ({jax.process_count()})"
         )
     return global_batch // jax.process_count()
 
 
+def _mesh(cfg: ConfigDict) -> jax.sharding.Mesh:
+    p = cfg.partitioning
+    try:
+        return partitioning.make_mesh(p.data, p.model, fsdp=p.fsdp, replica=p.replica)
+    except ValueError as error:
+        raise UserError(
+            f"config.partitioning: {error}; set the axes (replica, data, fsdp, model) so their product is "
+            f"{jax.device_count()}, e.g. one of them -1"
+        ) from error
+
+
+def _rules(cfg: ConfigDict) -> partitioning.Rules:
+    return partitioning.resolve_rules(cfg.partitioning.preset, cfg.partitioning.rules)
+
+
 def _check_microbatches(global_batch: int, microbatches: int, mesh: jax.sharding.Mesh) -> None:
-    data_axis = mesh.shape["data"]
-    if global_batch % (microbatches * data_axis):
+    shards = partitioning.batch_shards(mesh)
+    if global_batch % (microbatches * shards):
         raise UserError(
             f"config.data.batch_size={global_batch} must be divisible by config.train.microbatches={microbatches} "
-            f"times the data-parallel mesh axis ({data_axis}), so every microbatch spreads over the data shards"
+            f"times the batch's mesh shards ({shards}), so every microbatch spreads over all of them"
         )
 
 
@@ -244,14 +259,14 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
     kind = cfg.model.kind
     factory = lambda rngs: build_model(kind, model_cfg, rngs)
-    mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
+    mesh = _mesh(cfg)
     data_sharding = partitioning.batch_sharding(mesh)
     spec = _host_spec(cfg, task.name, targets_length, mesh, "train", cfg.data.pack)
     _check_microbatches(cfg.data.batch_size, cfg.train.microbatches, mesh)
     eval_batches = validation_batches(spec, cfg.train.eval_batches, data_sharding)
     batches = _train_batches(cfg, spec)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
-    shardings = state_shardings(factory, optimizer, mesh, cfg.partitioning.rules)
+    shardings = state_shardings(factory, optimizer, mesh, _rules(cfg))
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
     state, saved = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
     start = int(jax.device_get(state.step))
@@ -262,7 +277,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
             raise UserError(f"{checkpointer.directory}: {error}") from error
 
     graphdef, abstract_params = abstract_model(factory)
-    _write_model_info(workdir, parameter_table(abstract_params, cfg.partitioning.rules, mesh))
+    _write_model_info(workdir, parameter_table(abstract_params, _rules(cfg), mesh))
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
     train_step = jax.jit(
         make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind, cfg.train.microbatches),
@@ -358,7 +373,7 @@ def evaluate_checkpoint(cfg: ConfigDict, workdir: str | Path, split: str = "test
     _, params, saved = read_params(Path(workdir) / "checkpoints")
     if saved.get("model") != signature(cfg.model.kind, model_cfg):
         raise UserError(f"{workdir} holds a checkpoint of another model shape {saved.get('model')}")
-    mesh = partitioning.make_mesh(cfg.partitioning.data, cfg.partitioning.model)
+    mesh = _mesh(cfg)
     spec = _host_spec(cfg, task.name, targets_length, mesh, split, pack=False)  # an example is a sequence
     batches = validation_batches(spec, None, partitioning.batch_sharding(mesh), split=split)
     eval_step = jax.jit(make_eval_step(abstract_model(factory)[0], cfg.train.z_loss, cfg.model.kind))

@@ -13,8 +13,42 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "model")
-Rules = Sequence[tuple[str, str | None]]
+MESH_AXES = ("replica", "data", "fsdp", "model")
+BATCH_AXES = ("replica", "data", "fsdp")  # the batch is split over all three; parameters only over fsdp, model
+Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+
+
+def _rules(embed: str | None, tensor: str | None) -> tuple:
+    return (
+        ("batch", BATCH_AXES),
+        ("layers", None),  # the stacked-layers axis of scanned parameters
+        ("vocab", tensor),
+        ("mlp", tensor),
+        ("heads", tensor),
+        ("embed", embed),
+        ("kv", None),
+        ("relpos_buckets", None),
+    )
+
+
+# Logical axis -> mesh axis tables. Data parallelism replicates parameters; FSDP shards each along d_model
+# ("embed") over the fsdp axis and gathers it per layer; tensor parallelism splits heads, MLP and vocabulary
+# over the model axis (Megatron-style); the last combines both, as T5X and MaxText do on pods.
+RULE_PRESETS: dict[str, tuple] = {
+    "data_parallel": _rules(None, None),
+    "fsdp": _rules("fsdp", None),
+    "tensor_parallel": _rules(None, "model"),
+    "fsdp_tensor_parallel": _rules("fsdp", "model"),
+}
+
+
+def resolve_rules(preset: str, rules: Rules = ()) -> Rules:
+    """``rules`` when given (a custom table), else the named preset's; ValueError for an unknown preset."""
+    if rules:
+        return tuple(tuple(rule) for rule in rules)
+    if preset not in RULE_PRESETS:
+        raise ValueError(f"partitioning preset {preset!r} is unknown; choose one of {tuple(RULE_PRESETS)}")
+    return RULE_PRESETS[preset]
 
 
 def mesh_shape(requested: Sequence[int], num_devices: int) -> tuple[int, ...]:
@@ -32,10 +66,13 @@ def mesh_shape(requested: Sequence[int], num_devices: int) -> tuple[int, ...]:
     return shape
 
 
-def make_mesh(data: int, model: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A ``data x model`` mesh over ``devices`` (default: all of them; ``-1`` fills the rest)."""
+def make_mesh(
+    data: int, model: int, *, fsdp: int = 1, replica: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+    """A ``replica x data x fsdp x model`` mesh over ``devices`` (default: all of them; one ``-1`` fills the
+    rest). ``replica`` is the slow axis (across slices or hosts), ``model`` the fast one (within a host)."""
     devices = list(devices or jax.devices())
-    shape = mesh_shape((data, model), len(devices))
+    shape = mesh_shape((replica, data, fsdp, model), len(devices))
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
     return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
@@ -73,6 +110,11 @@ def named(mesh: Mesh, specs):
     return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
+def batch_shards(mesh: Mesh) -> int:
+    """How many ways a batch is split: the product of the replica, data and fsdp axes."""
+    return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES]))
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Batches split along their leading axis over the ``data`` mesh axis."""
-    return NamedSharding(mesh, PartitionSpec("data"))
+    """Batches split along their leading axis over the replica, data and fsdp mesh axes."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))

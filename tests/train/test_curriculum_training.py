@@ -98,7 +98,9 @@ def test_resuming_with_another_curriculum_is_refused_and_nothing_is_written(stra
         ({"curriculum.length": 70}, "'lte_copy_l70', which is not a registered SeqIO task"),
         ({"curriculum.task": "my_l{length}"}, "'my_l3', which is not a registered SeqIO task"),
         ({"curriculum.strategy": "greedy"}, "choose one of \\('none', 'baseline'"),
-        ({"train.microbatches": 3}, "divisible by config.train.microbatches=3 times the data-parallel mesh axis"),
+        ({"train.microbatches": 3}, "divisible by config.train.microbatches=3 times the batch's mesh shards"),
+        ({"partitioning.data": 3}, r"config.partitioning: mesh \(1, 3, 1, 1\) does not divide the 4 available devices"),
+        ({"partitioning.preset": "zero3"}, "config.partitioning.preset='zero3' is invalid: choose one of"),
         ({"train.microbatches": 0}, "config.train.microbatches=0 is invalid: it must be a positive integer"),
     ],
 )

@@ -26,4 +26,24 @@ def test_table_shows_each_parameter_sharded_by_the_rules():
     query = cells("encoder/layers/stacked/attention/query")
     assert query == "(2, 128, 4, 32) float32 (layers, embed, heads, kv) (-, -, model, -) (2, 128, 2, 32)"
     total = sum(math.prod(p.shape) for p in jax.tree.leaves(nnx.to_pure_dict(params)))
-    assert table[-1].startswith(f"{total:,} parameters; mesh data 2 x model 2;")
+    assert table[-1].startswith(f"{total:,} parameters; mesh replica 1 x data 2 x fsdp 1 x model 2;")
+
+
+def test_fsdp_with_tensor_parallelism_shards_d_model_and_the_heads():
+    cfg = t5_config("tiny", 384)
+    _, params = abstract_model(lambda rngs: build_model("encoder_decoder", cfg, rngs))
+    mesh = partitioning.make_mesh(1, 2, fsdp=2)
+    rules = partitioning.resolve_rules("fsdp_tensor_parallel")
+    rows = {line.split()[0]: line.split() for line in parameter_table(params, rules, mesh).splitlines()[2:-1]}
+    assert " ".join(rows["token_embed/embedding"][1:]) == "(384, 128) float32 (vocab, embed) (model, fsdp) (192, 64)"
+    assert rows["encoder/final_norm/scale"][-1] == "(64,)"
+    assert partitioning.batch_shards(mesh) == 2
+    assert partitioning.batch_sharding(mesh).spec == jax.sharding.PartitionSpec(("replica", "data", "fsdp"))
+
+
+def test_unknown_presets_are_refused_and_custom_rules_win():
+    import pytest
+
+    with pytest.raises(ValueError, match="preset 'zero3' is unknown; choose one of"):
+        partitioning.resolve_rules("zero3")
+    assert partitioning.resolve_rules("zero3", [["embed", "fsdp"]]) == (("embed", "fsdp"),)

@@ -39,9 +39,9 @@ def _batch(seed: int = 0, batch: int = 8) -> dict[str, np.ndarray]:
     }
 
 
-def _run(mesh: jax.sharding.Mesh, steps: int, microbatches: int = 1, batch: dict | None = None):
+def _run(mesh: jax.sharding.Mesh, steps: int, microbatches: int = 1, batch: dict | None = None, rules=DEFAULT_RULES):
     optimizer = optax.adafactor(1e-2)
-    shardings = state_shardings(factory, optimizer, mesh, DEFAULT_RULES)
+    shardings = state_shardings(factory, optimizer, mesh, rules)
     state = init_train_state(factory, optimizer, shardings, seed=0)
     graphdef, _ = abstract_model(factory)
     step = jax.jit(
@@ -71,7 +71,25 @@ def test_sharded_training_matches_one_device(mesh_shape):
     np.testing.assert_allclose(sharded, single, rtol=2e-5)
     kernel = state.params["decoder"]["layers"]["stacked"]["mlp"]["wi_0"]
     assert kernel.sharding.spec == PartitionSpec(None, None, "model")
-    assert kernel.sharding.mesh.shape == dict(zip(partitioning.MESH_AXES, mesh_shape, strict=False))
+    assert (kernel.sharding.mesh.shape["data"], kernel.sharding.mesh.shape["model"]) == mesh_shape
+
+
+@pytest.mark.parametrize(
+    ("preset", "axes"),
+    [
+        ("fsdp", dict(data=1, model=1, fsdp=4)),
+        ("fsdp_tensor_parallel", dict(data=1, model=2, fsdp=2)),
+        ("data_parallel", dict(data=2, model=1, replica=2)),
+    ],
+)
+def test_every_sharding_preset_matches_one_device(preset, axes):
+    _, single = _run(partitioning.make_mesh(1, 1, devices=jax.devices()[:1]), steps=3)
+    rules = partitioning.resolve_rules(preset)
+    state, sharded = _run(partitioning.make_mesh(**axes), steps=3, rules=rules)
+    np.testing.assert_allclose(sharded, single, rtol=2e-5)
+    embedding = state.params["token_embed"]["embedding"].sharding.spec  # (vocab, embed)
+    expected = {"fsdp": (None, "fsdp"), "fsdp_tensor_parallel": ("model", "fsdp"), "data_parallel": (None, None)}
+    assert tuple(embedding) + (None,) * (2 - len(embedding)) == expected[preset]
 
 
 @pytest.mark.parametrize("microbatches", [2, 4])
