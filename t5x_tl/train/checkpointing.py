@@ -2,8 +2,9 @@
 
 Each step folder holds ``state`` (sharded arrays) and ``metadata`` (the model's shape signature and the data
 position). The metadata is read first, so a workdir holding another model is refused before any array is
-touched. Saves are asynchronous; Orbax commits a step atomically and deletes old steps only after a newer
-one is committed.
+touched. Saves are asynchronous; Orbax commits a step atomically (a half-written step is never listed) and
+deletes old steps only after a newer one is committed. A committed step that cannot be read (a damaged
+disk, a file truncated by hand) is moved aside and the loop falls back to the previous one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """Committed steps, newest first."""
+        return sorted(self._manager.all_steps(), reverse=True)
+
+    def quarantine(self, step: int) -> Path:
+        """Moves an unreadable step aside (``<step>.unreadable``, kept for inspection) so that it is neither
+        restored nor overwritten when the run reaches that step again; returns where it went."""
+        source = self.directory / str(step)
+        target = self.directory / f"{step}.unreadable"
+        suffix = 1
+        while target.exists():
+            target, suffix = self.directory / f"{step}.unreadable.{suffix}", suffix + 1
+        source.rename(target)
+        self._manager.reload()
+        return target
 
     def save(self, step: int, state: Any, metadata: dict, force: bool = False) -> bool:
         """Starts an asynchronous save if the policy (or ``force``) asks for one; returns whether it did."""

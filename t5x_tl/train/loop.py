@@ -197,26 +197,55 @@ def signature(kind: str, model_cfg: T5Config) -> dict:
 def _restore_or_init(
     checkpointer: Checkpointer, model_signature: dict, factory, optimizer, shardings: TrainState, seed: int
 ) -> tuple[TrainState, dict | None]:
-    """The newest checkpoint's state and metadata, or a fresh state (and None)."""
-    step = checkpointer.latest_step()
-    if step is None:
-        log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
-        return init_train_state(factory, optimizer, shardings, seed), None
-    saved = checkpointer.metadata(step)
-    if saved.get("model") != model_signature:
-        raise UserError(
-            f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but this "
-            f"config builds {model_signature}; use a fresh --workdir or the matching model config"
+    """The newest intact checkpoint's state and metadata, or a fresh state (and None) when there is none.
+
+    An unreadable step is moved aside with a warning and the next older one is tried; a checkpoint of another
+    model is an error, not a fallback.
+    """
+    quarantined = []
+    for step in checkpointer.steps():
+        try:
+            saved = checkpointer.metadata(step)
+        except UserError as error:
+            quarantined.append(_set_aside(checkpointer, step, error))
+            continue
+        if saved.get("model") != model_signature:
+            raise UserError(
+                f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but "
+                f"this config builds {model_signature}; use a fresh --workdir or the matching model config"
+            )
+        try:
+            state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
+        except Exception as error:  # whatever the storage layer raises for damaged arrays
+            quarantined.append(_set_aside(checkpointer, step, error))
+            continue
+        log.info(
+            "Restored step %d from %s (model %s, data position %d batches)",
+            step,
+            checkpointer.directory / str(step),
+            saved.get("model"),
+            saved.get("data_batches", step),
         )
-    state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
-    log.info(
-        "Restored step %d from %s (model %s, data position %d batches)",
+        return state, saved
+    if quarantined:
+        raise UserError(
+            f"no intact checkpoint is left in {checkpointer.directory}: the unreadable ones were moved to "
+            f"{[str(p) for p in quarantined]}; rerun to start from scratch, or restore them from a backup"
+        )
+    log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
+    return init_train_state(factory, optimizer, shardings, seed), None
+
+
+def _set_aside(checkpointer: Checkpointer, step: int, error: Exception) -> Path:
+    moved = checkpointer.quarantine(step)
+    log.warning(
+        "Checkpoint step %d is unreadable (%s: %s); moved it to %s and falling back to the previous step",
         step,
-        checkpointer.directory / str(step),
-        saved.get("model"),
-        saved.get("data_batches", step),
+        type(error).__name__,
+        str(error).splitlines()[0][:300] if str(error) else "",
+        moved,
     )
-    return state, saved
+    return moved
 
 
 def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | CurriculumBatches:

@@ -77,6 +77,23 @@ def test_a_run_interrupted_and_resumed_ends_bit_identical(straight, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("part", ["state", "metadata"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(straight, tmp_path, caplog, part):
+    train(_config(), tmp_path)
+    for path in (tmp_path / "checkpoints" / "6" / part).rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"damaged")
+    with caplog.at_level("WARNING", logger="t5x_tl"):
+        resumed = train(_config(), tmp_path)
+    assert "Checkpoint step 6 is unreadable" in caplog.text and "falling back to the previous step" in caplog.text
+    assert (tmp_path / "checkpoints" / "6.unreadable").is_dir(), "kept for inspection, not deleted"
+    assert resumed.step == 6 and resumed.data_state == train_state(straight)
+    _, params, _ = read_params(tmp_path / "checkpoints")
+    _, uninterrupted, _ = read_params(straight / "checkpoints")
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(uninterrupted), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def train_state(workdir: Path) -> dict:
     return read_params(workdir / "checkpoints")[2]["data_state"]
 
