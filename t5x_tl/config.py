@@ -8,6 +8,7 @@ every value and names the key, the bad value and the allowed ones.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -85,7 +86,14 @@ def base_config() -> ConfigDict:
             advance_at=1.0,  # ... or at once when its validation accuracy reaches this
         )
     )
-    cfg.checkpoint = ConfigDict(dict(every=200, keep=3))
+    cfg.checkpoint = ConfigDict(
+        dict(
+            every=200,
+            keep=3,
+            init_from="",  # a fresh run starts from these pretrained parameters (work dir, checkpoints/, import)
+            init_mapping=(),  # (target regex, source template) rules over parameter paths; unmatched: same path
+        )
+    )
     cfg.partitioning = ConfigDict(
         dict(
             replica=1,  # mesh axes, slowest first; one of them may be -1 (the devices left over)
@@ -181,6 +189,15 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     _validate_curriculum(flat)
+    for rule in flat["checkpoint.init_mapping"]:
+        try:
+            assert len(rule) == 2
+            re.compile(rule[0])
+        except (AssertionError, TypeError, re.error) as error:
+            raise UserError(
+                f"config.checkpoint.init_mapping rule {rule!r} is invalid ({error or 'not a pair'}): give "
+                "(target regex, source template) pairs, e.g. (r'encoder/(.*)', r'encoder/\\1')"
+            ) from error
     for axis in ("replica", "data", "fsdp", "model"):
         size = flat[f"partitioning.{axis}"]
         _check(size == -1 or size > 0, f"partitioning.{axis}", size, "it must be positive or -1 (fill the rest)")

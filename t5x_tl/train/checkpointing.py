@@ -96,3 +96,23 @@ def save_params(directory: Path, params: dict) -> None:
     """A parameters-only Orbax checkpoint (e.g. of an imported Hugging Face model)."""
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory.absolute() / "params", params)
+
+
+def read_pretrained(path: Path) -> dict:
+    """Parameters (host arrays) of a params-only checkpoint (``<path>/params``, as ``convert_hf.py import``
+    writes), a training checkpoints folder, or a training work directory (its ``checkpoints/``)."""
+    path = pretrained_path(path)
+    if (path / "params").is_dir():
+        with ocp.StandardCheckpointer() as checkpointer:
+            return jax.device_get(checkpointer.restore(path / "params"))
+    return read_params(path)[1]
+
+
+def pretrained_path(path: Path) -> Path:
+    """The folder :func:`read_pretrained` reads; UserError, before anything is written, if there is none."""
+    path = path.expanduser().absolute()
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if not path.is_dir():
+        raise UserError(f"no pretrained checkpoint at {path}: give a work directory, its checkpoints/ or an import")
+    return path

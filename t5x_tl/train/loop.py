@@ -32,8 +32,8 @@ from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 from t5x_tl.platform import compiler_options
-from t5x_tl.train import partitioning
-from t5x_tl.train.checkpointing import Checkpointer, read_params
+from t5x_tl.train import partitioning, warm_start
+from t5x_tl.train.checkpointing import Checkpointer, pretrained_path, read_params, read_pretrained
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 from t5x_tl.train.metrics import MetricWriter
@@ -194,8 +194,25 @@ def signature(kind: str, model_cfg: T5Config) -> dict:
     return {"kind": kind, **model_cfg.shape_signature()}
 
 
+def _fresh_state(cfg: ConfigDict, factory, optimizer, shardings: TrainState) -> TrainState:
+    """Parameters from the seed, then the pretrained ones of ``checkpoint.init_from`` where the mapping finds
+    them (with a report of what was loaded, initialised fresh and ignored)."""
+    state = init_train_state(factory, optimizer, shardings, cfg.seed)
+    if not cfg.checkpoint.init_from:
+        return state
+    sources = read_pretrained(Path(cfg.checkpoint.init_from))
+    warm = warm_start.plan(state.params, sources, cfg.checkpoint.init_mapping)
+    if not warm.loaded:
+        raise UserError(
+            f"no parameter of this model is found in {cfg.checkpoint.init_from} ({len(warm.ignored)} tensors there, "
+            f"e.g. {warm.ignored[:3]}); map the names with config.checkpoint.init_mapping"
+        )
+    log.info("Warm start from %s: %s", cfg.checkpoint.init_from, warm.report())
+    return state.replace(params=warm_start.apply(state.params, sources, warm))
+
+
 def _restore_or_init(
-    checkpointer: Checkpointer, model_signature: dict, factory, optimizer, shardings: TrainState, seed: int
+    checkpointer: Checkpointer, model_signature: dict, cfg: ConfigDict, factory, optimizer, shardings: TrainState
 ) -> tuple[TrainState, dict | None]:
     """The newest intact checkpoint's state and metadata, or a fresh state (and None) when there is none.
 
@@ -232,8 +249,8 @@ def _restore_or_init(
             f"no intact checkpoint is left in {checkpointer.directory}: the unreadable ones were moved to "
             f"{[str(p) for p in quarantined]}; rerun to start from scratch, or restore them from a backup"
         )
-    log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, seed)
-    return init_train_state(factory, optimizer, shardings, seed), None
+    log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, cfg.seed)
+    return _fresh_state(cfg, factory, optimizer, shardings), None
 
 
 def _set_aside(checkpointer: Checkpointer, step: int, error: Exception) -> Path:
@@ -294,10 +311,12 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     _check_microbatches(cfg.data.batch_size, cfg.train.microbatches, mesh)
     eval_batches = validation_batches(spec, cfg.train.eval_batches, data_sharding)
     batches = _train_batches(cfg, spec)
+    if cfg.checkpoint.init_from:
+        pretrained_path(Path(cfg.checkpoint.init_from))
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, _rules(cfg))
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state, saved = _restore_or_init(checkpointer, signature(kind, model_cfg), factory, optimizer, shardings, cfg.seed)
+    state, saved = _restore_or_init(checkpointer, signature(kind, model_cfg), cfg, factory, optimizer, shardings)
     start = int(jax.device_get(state.step))
     if saved:
         try:

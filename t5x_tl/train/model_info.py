@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
 from t5x_tl.train.partitioning import Rules, param_specs
+from t5x_tl.train.tree_paths import flatten
 
 _is_spec = lambda x: isinstance(x, PartitionSpec)
 
 
 def _flat(tree) -> dict[str, object]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_spec)[0]
-    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in leaves}
+    return flatten(tree, is_leaf=_is_spec)
 
 
 def _axes(spec: PartitionSpec, ndim: int) -> list:

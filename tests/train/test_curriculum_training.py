@@ -94,6 +94,24 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(straight, tm
         np.testing.assert_array_equal(a, b)
 
 
+def test_fine_tuning_starts_from_the_pretrained_parameters_with_another_optimizer(straight, tmp_path, caplog):
+    overrides = {"checkpoint.init_from": str(straight), "optimizer.name": "adafactor", "train.steps": 1}
+    with caplog.at_level("INFO", logger="t5x_tl"):
+        train(_config(**overrides), tmp_path)
+    assert f"Warm start from {straight}: loaded " in caplog.text and ", 0 initialised fresh, " in caplog.text
+    pretrained = _records(straight, "validation")[-1]["loss"]
+    assert _records(tmp_path, "validation")[0]["loss"] == pytest.approx(pretrained, rel=1e-6)
+
+
+def test_a_mapped_subset_loads_and_the_rest_starts_fresh(straight, tmp_path, caplog):
+    mapping = ((r"decoder/.*", "not_pretrained"),)
+    overrides = {"checkpoint.init_from": str(straight / "checkpoints"), "checkpoint.init_mapping": mapping}
+    with caplog.at_level("INFO", logger="t5x_tl"):
+        train(_config(**{**overrides, "train.steps": 1}), tmp_path)
+    assert "  fresh   decoder/final_norm/scale (no pretrained not_pretrained)" in caplog.text
+    assert "  ignored decoder/final_norm/scale" in caplog.text and "  loaded  encoder/" in caplog.text
+
+
 def train_state(workdir: Path) -> dict:
     return read_params(workdir / "checkpoints")[2]["data_state"]
 
@@ -118,6 +136,8 @@ def test_resuming_with_another_curriculum_is_refused_and_nothing_is_written(stra
         ({"train.microbatches": 3}, "divisible by config.train.microbatches=3 times the batch's mesh shards"),
         ({"partitioning.data": 3}, r"config.partitioning: mesh \(1, 3, 1, 1\) does not divide the 4 available devices"),
         ({"partitioning.preset": "zero3"}, "config.partitioning.preset='zero3' is invalid: choose one of"),
+        ({"checkpoint.init_from": "/nonexistent/run"}, "no pretrained checkpoint at /nonexistent/run"),
+        ({"checkpoint.init_mapping": (("(", "x"),)}, r"init_mapping rule \('\(', 'x'\) is invalid"),
         ({"train.microbatches": 0}, "config.train.microbatches=0 is invalid: it must be a positive integer"),
     ],
 )
