@@ -52,6 +52,10 @@ def base_config() -> ConfigDict:
             targets_length=0,  # 0: derived from inputs_length so span corruption loses no token
             batch_size=32,  # global, across all hosts
             pack=True,
+            # each host reads every example and keeps its round-robin share ("examples": the same global
+            # batches on any number of hosts), or SeqIO shards the source by host ("source": no host reads
+            # more than its share, for large pods; the data order then depends on the host count)
+            host_sharding="examples",
         )
     )
     cfg.train = ConfigDict(
@@ -92,6 +96,16 @@ def base_config() -> ConfigDict:
             keep=3,
             init_from="",  # a fresh run starts from these pretrained parameters (work dir, checkpoints/, import)
             init_mapping=(),  # (target regex, source template) rules over parameter paths; unmatched: same path
+        )
+    )
+    cfg.distributed = ConfigDict(
+        dict(
+            coordinator="",  # host:port of process 0; empty: single process, unless `auto`
+            num_processes=1,
+            process_id=0,
+            auto=False,  # let JAX detect the cluster (TPU VM pods, SLURM, Open MPI)
+            timeout_s=300,  # how long to wait for the coordinator and every process to join
+            heartbeat_s=100,  # a process silent this long fails the run instead of hanging it
         )
     )
     cfg.partitioning = ConfigDict(
@@ -165,6 +179,7 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     _one_of(flat, "model.dtype", ("float32", "bfloat16"))
     _one_of(flat, "model.param_dtype", ("float32", "bfloat16"))
     _one_of(flat, "data.vocabulary", ("sentencepiece", "byte"))
+    _one_of(flat, "data.host_sharding", ("examples", "source"))
     _one_of(flat, "optimizer.name", OPTIMIZERS)
     _one_of(flat, "optimizer.schedule", SCHEDULES)
     _positive(flat, ["data.inputs_length", "data.batch_size", "data.sentencepiece_size", "train.steps"])
@@ -189,6 +204,13 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     _validate_curriculum(flat)
+    _positive(flat, ["distributed.num_processes", "distributed.timeout_s", "distributed.heartbeat_s"])
+    _check(
+        0 <= flat["distributed.process_id"] < flat["distributed.num_processes"],
+        "distributed.process_id",
+        flat["distributed.process_id"],
+        f"it must be in 0..{flat['distributed.num_processes'] - 1} (config.distributed.num_processes - 1)",
+    )
     for rule in flat["checkpoint.init_mapping"]:
         try:
             assert len(rule) == 2

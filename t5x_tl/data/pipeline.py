@@ -49,6 +49,7 @@ class BatchSpec:
     host_index: int = 0
     num_hosts: int = 1
     model_kind: str = "encoder_decoder"
+    host_sharding: str = "examples"  # or "source" (see converted_dataset)
 
     def __post_init__(self) -> None:
         if self.model_kind not in MODEL_KINDS:
@@ -128,17 +129,25 @@ def hide_accelerators_from_tensorflow() -> None:
 
 
 def converted_dataset(spec: BatchSpec) -> tf.data.Dataset:
-    """Unbatched model features of the converter of ``spec.model_kind`` (packed rows when ``spec.pack``)."""
-    return seqio.get_dataset(
+    """This host's unbatched model features of the converter of ``spec.model_kind`` (packed when ``spec.pack``).
+
+    ``host_sharding="examples"``: every host builds the same global stream (shuffled, converted and packed
+    with the same seed) and keeps rows ``host_index, host_index + num_hosts, ...``, so the global batches are
+    the same rows whatever the number of hosts, at the price of each host preprocessing the whole stream.
+    ``"source"``: SeqIO gives each host its own shard of the source, as T5X does on large pods.
+    """
+    by_source = spec.host_sharding == "source"
+    dataset = seqio.get_dataset(
         spec.task,
         task_feature_lengths=spec.task_feature_lengths(),
         dataset_split=spec.split,
         shuffle=spec.shuffle,
         num_epochs=None if spec.repeat else 1,
         seed=spec.seed,
-        shard_info=seqio.ShardInfo(index=spec.host_index, num_shards=spec.num_hosts),
+        shard_info=seqio.ShardInfo(index=spec.host_index, num_shards=spec.num_hosts) if by_source else None,
         feature_converter=feature_converter(spec),
     )
+    return dataset if by_source or spec.num_hosts == 1 else dataset.shard(spec.num_hosts, spec.host_index)
 
 
 def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:

@@ -32,7 +32,7 @@ from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 from t5x_tl.platform import compiler_options
-from t5x_tl.train import partitioning, warm_start
+from t5x_tl.train import distributed, partitioning, warm_start
 from t5x_tl.train.checkpointing import Checkpointer, pretrained_path, read_params, read_pretrained
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
@@ -75,7 +75,7 @@ def prepare_workdir(workdir: str | Path) -> Path:
     path = Path(workdir).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
+        probe = path / f".write_test_{jax.process_index()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
@@ -291,6 +291,7 @@ def _host_spec(
             host_index=jax.process_index(),
             num_hosts=jax.process_count(),
             model_kind=cfg.model.kind,
+            host_sharding=cfg.data.host_sharding,
         )
     except ValueError as error:
         raise UserError(f"config.data does not fit config.model.kind: {error}") from error
@@ -299,6 +300,7 @@ def _host_spec(
 def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     """Runs (or resumes) the job described by ``cfg`` in ``workdir``."""
     validate(cfg)
+    distributed.initialize(cfg)
     workdir = prepare_workdir(workdir)
     hide_accelerators_from_tensorflow()
     task, targets_length = resolve_task(cfg)

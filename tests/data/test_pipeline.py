@@ -40,10 +40,19 @@ def test_skipping_reproduces_the_uninterrupted_stream(small_data):
             np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_hosts_read_disjoint_shards(small_data):
-    first = next(numpy_batches(_spec(small_data, host_index=0, num_hosts=2, shuffle=False)))
-    second = next(numpy_batches(_spec(small_data, host_index=1, num_hosts=2, shuffle=False)))
+def test_source_sharded_hosts_read_disjoint_shards(small_data):
+    spec = lambda host: _spec(small_data, host_index=host, num_hosts=2, shuffle=False, host_sharding="source")
+    first, second = (next(numpy_batches(spec(host))) for host in (0, 1))
     assert not np.array_equal(first["encoder_input_tokens"], second["encoder_input_tokens"])
+
+
+def test_example_sharded_hosts_share_out_the_one_global_stream(small_data):
+    whole = list(itertools.islice(numpy_batches(_spec(small_data, batch_size=8)), 2))
+    hosts = [list(itertools.islice(numpy_batches(_spec(small_data, host_index=h, num_hosts=2)), 2)) for h in (0, 1)]
+    for step in range(2):
+        for key, rows in whole[step].items():
+            np.testing.assert_array_equal(hosts[0][step][key], rows[0::2])
+            np.testing.assert_array_equal(hosts[1][step][key], rows[1::2])
 
 
 # Pre-tokenized examples (no EOS), read in order: the first two fill row 0 when packing, the third never fits.
