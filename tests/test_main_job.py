@@ -78,9 +78,9 @@ def test_model_info_lists_every_parameter_with_its_sharding(trained):
     table = (trained / "model-info.txt").read_text().splitlines()
     assert table[0].split() == ["parameter", "shape", "dtype", "logical", "axes", "mesh", "axes", "per-device", "shape"]
     row = next(line for line in table if line.startswith("decoder/layers/stacked/mlp/wi_0 "))
-    # 4 CPU devices, mesh data 4 x model 1: the rules put mlp on model, so nothing is split
+    # the job runs on one CPU device: the rules put mlp on model, whose size 1 splits nothing
     assert "(layers, embed, mlp)" in row and "(-, -, model)" in row and row.split()[-3:] == row.split()[1:4]
-    assert "parameters; mesh replica 1 x data 4 x fsdp 1 x model 1;" in table[-1]
+    assert "parameters; mesh replica 1 x data 1 x fsdp 1 x model 1;" in table[-1]
 
 
 def test_rerun_resumes_from_the_latest_checkpoint(trained):
