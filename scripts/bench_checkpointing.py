@@ -33,6 +33,7 @@ def _command(workdir: Path, *overrides: str) -> list[str]:
         f"--workdir={workdir}",
         "--config.curriculum.task=lte_copy_l{length}",
         "--config.curriculum.length=8",
+        "--config.curriculum.nesting=1",
         "--config.curriculum.strategy=baseline",
         "--config.data.inputs_length=16",
         "--config.data.targets_length=16",

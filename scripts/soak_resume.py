@@ -115,7 +115,7 @@ def soak(workdir: Path, cycles: int, steps: int, max_jitter_s: float, seed: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=300)  # room for 20 kills a few steps apart
     parser.add_argument("--max_jitter", type=float, default=1.0, help="seconds after the target step, at most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="/tmp/t5x_tl_soak")

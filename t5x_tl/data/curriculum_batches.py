@@ -30,7 +30,7 @@ def check_template(template: str, curriculum: Curriculum) -> None:
         raise ValueError(
             f"task template {template!r} must contain '{{length}}'"
             + (" and '{nesting}'" if curriculum.target.nesting > 1 else "")
-            + ", e.g. 'lte_program_l{length}_n{nesting}'"
+            + f" (the target is {curriculum.target}), e.g. 'lte_program_l{{length}}_n{{nesting}}'"
         )
     registered = set(seqio.TaskRegistry.names())
     missing = [name for level in curriculum.levels() if (name := level_task(template, level)) not in registered]
