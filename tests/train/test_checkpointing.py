@@ -23,8 +23,8 @@ def factory(rngs):
     return EncoderDecoder(CFG, rngs=rngs)
 
 
-def _state(mesh, seed=0):
-    shardings = state_shardings(factory, OPTIMIZER, mesh, DEFAULT_RULES)
+def _state(mesh, seed=0, rules=DEFAULT_RULES):
+    shardings = state_shardings(factory, OPTIMIZER, mesh, rules)
     return init_train_state(factory, OPTIMIZER, shardings, seed), shardings
 
 
@@ -46,6 +46,25 @@ def test_round_trip_onto_another_mesh(tmp_path):
     checkpointer.close()
     _assert_equal(saved, restored)
     assert restored.params["lm_head"].sharding.mesh.size == 1
+
+
+@pytest.mark.parametrize(
+    ("devices", "axes", "preset"),
+    [(2, dict(data=2, model=1), "data_parallel"), (2, dict(data=1, model=1, fsdp=2), "fsdp"), (1, {}, "fsdp")],
+)
+def test_fully_sharded_state_restores_on_fewer_devices_and_other_presets(tmp_path, devices, axes, preset):
+    saved, _ = _state(
+        partitioning.make_mesh(1, 2, fsdp=2), seed=2, rules=partitioning.resolve_rules("fsdp_tensor_parallel")
+    )
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    checkpointer.save(1, saved, {})
+    checkpointer.wait()
+    mesh = partitioning.make_mesh(**{"data": 1, "model": 1, **axes}, devices=jax.devices()[:devices])
+    _, shardings = _state(mesh, rules=partitioning.resolve_rules(preset))
+    restored = checkpointer.restore(1, abstract_train_state(factory, OPTIMIZER, shardings))
+    checkpointer.close()
+    _assert_equal(saved, restored)
+    assert restored.params["token_embed"]["embedding"].sharding.mesh.size == devices
 
 
 def test_keeps_the_newest_checkpoints(tmp_path):
