@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from t5x_tl.errors import UserError
 
@@ -46,7 +47,10 @@ class Checkpointer:
         suffix = 1
         while target.exists():
             target, suffix = self.directory / f"{step}.unreadable.{suffix}", suffix + 1
-        source.rename(target)
+        if jax.process_index() == 0:  # one process moves it; the others wait until it has
+            source.rename(target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"quarantine checkpoint {step}")
         self._manager.reload()
         return target
 

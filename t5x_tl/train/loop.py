@@ -32,14 +32,15 @@ from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 from t5x_tl.platform import compiler_options
-from t5x_tl.train import distributed, partitioning, warm_start
-from t5x_tl.train.checkpointing import Checkpointer, pretrained_path, read_params, read_pretrained
+from t5x_tl.train import distributed, partitioning
+from t5x_tl.train.checkpointing import Checkpointer, pretrained_path, read_params
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 from t5x_tl.train.metrics import MetricWriter
 from t5x_tl.train.model_info import parameter_table
 from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
-from t5x_tl.train.state import TrainState, abstract_model, abstract_train_state, init_train_state, state_shardings
+from t5x_tl.train.restore import restore_or_init
+from t5x_tl.train.state import abstract_model, state_shardings
 from t5x_tl.train.step import make_eval_step, make_train_step
 
 log = logging.getLogger("t5x_tl")
@@ -194,77 +195,6 @@ def signature(kind: str, model_cfg: T5Config) -> dict:
     return {"kind": kind, **model_cfg.shape_signature()}
 
 
-def _fresh_state(cfg: ConfigDict, factory, optimizer, shardings: TrainState) -> TrainState:
-    """Parameters from the seed, then the pretrained ones of ``checkpoint.init_from`` where the mapping finds
-    them (with a report of what was loaded, initialised fresh and ignored)."""
-    state = init_train_state(factory, optimizer, shardings, cfg.seed)
-    if not cfg.checkpoint.init_from:
-        return state
-    sources = read_pretrained(Path(cfg.checkpoint.init_from))
-    warm = warm_start.plan(state.params, sources, cfg.checkpoint.init_mapping)
-    if not warm.loaded:
-        raise UserError(
-            f"no parameter of this model is found in {cfg.checkpoint.init_from} ({len(warm.ignored)} tensors there, "
-            f"e.g. {warm.ignored[:3]}); map the names with config.checkpoint.init_mapping"
-        )
-    log.info("Warm start from %s: %s", cfg.checkpoint.init_from, warm.report())
-    return state.replace(params=warm_start.apply(state.params, sources, warm))
-
-
-def _restore_or_init(
-    checkpointer: Checkpointer, model_signature: dict, cfg: ConfigDict, factory, optimizer, shardings: TrainState
-) -> tuple[TrainState, dict | None]:
-    """The newest intact checkpoint's state and metadata, or a fresh state (and None) when there is none.
-
-    An unreadable step is moved aside with a warning and the next older one is tried; a checkpoint of another
-    model is an error, not a fallback.
-    """
-    quarantined = []
-    for step in checkpointer.steps():
-        try:
-            saved = checkpointer.metadata(step)
-        except UserError as error:
-            quarantined.append(_set_aside(checkpointer, step, error))
-            continue
-        if saved.get("model") != model_signature:
-            raise UserError(
-                f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but "
-                f"this config builds {model_signature}; use a fresh --workdir or the matching model config"
-            )
-        try:
-            state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
-        except Exception as error:  # whatever the storage layer raises for damaged arrays
-            quarantined.append(_set_aside(checkpointer, step, error))
-            continue
-        log.info(
-            "Restored step %d from %s (model %s, data position %d batches)",
-            step,
-            checkpointer.directory / str(step),
-            saved.get("model"),
-            saved.get("data_batches", step),
-        )
-        return state, saved
-    if quarantined:
-        raise UserError(
-            f"no intact checkpoint is left in {checkpointer.directory}: the unreadable ones were moved to "
-            f"{[str(p) for p in quarantined]}; rerun to start from scratch, or restore them from a backup"
-        )
-    log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, cfg.seed)
-    return _fresh_state(cfg, factory, optimizer, shardings), None
-
-
-def _set_aside(checkpointer: Checkpointer, step: int, error: Exception) -> Path:
-    moved = checkpointer.quarantine(step)
-    log.warning(
-        "Checkpoint step %d is unreadable (%s: %s); moved it to %s and falling back to the previous step",
-        step,
-        type(error).__name__,
-        str(error).splitlines()[0][:300] if str(error) else "",
-        moved,
-    )
-    return moved
-
-
 def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | CurriculumBatches:
     curriculum = _curriculum(cfg)
     if curriculum is None:
@@ -318,7 +248,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, _rules(cfg))
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state, saved = _restore_or_init(checkpointer, signature(kind, model_cfg), cfg, factory, optimizer, shardings)
+    state, saved = restore_or_init(checkpointer, signature(kind, model_cfg), cfg, factory, optimizer, shardings)
     start = int(jax.device_get(state.step))
     if saved:
         try:
