@@ -13,31 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from flax import nnx
-
 from t5x_tl.data.pipeline import hide_accelerators_from_tensorflow
 from t5x_tl.data.task_modules import import_task_modules
 from t5x_tl.errors import UserError
+from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
-from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
-from t5x_tl.train.checkpointing import read_params
-from t5x_tl.train.state import abstract_model
-
-DECODABLE_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm")
-
-
-def load_model(workdir: Path, step: int | None) -> tuple[int, nnx.Module]:
-    """The model of a training work directory's checkpoint (the newest, or ``step``)."""
-    step, params, metadata = read_params(workdir / "checkpoints", step)
-    if "model_config" not in metadata:
-        raise UserError(f"checkpoint {workdir / 'checkpoints' / str(step)} does not record its model config")
-    kind = metadata.get("model", {}).get("kind", "encoder_decoder")
-    if kind not in DECODABLE_KINDS:
-        raise UserError(f"a {kind} model does not generate text; evaluate one of {DECODABLE_KINDS}")
-    cfg = T5Config(**metadata["model_config"])
-    graphdef, _ = abstract_model(lambda rngs: build_model(kind, cfg, rngs))
-    return step, nnx.merge(graphdef, params)
 
 
 def main() -> int:

@@ -9,7 +9,9 @@ must be storage every worker mounts at the same path (a network file system, or 
     python scripts/launch.py slurm --nodes=4 --gpus_per_node=8 --partition=gpu --repo=$PWD -- \\
       --config=configs/pretrain_span_corruption.py --workdir=/shared/run
 
-``--dry_run`` prints the command (and, for SLURM, the batch script) instead of running it.
+``--script=scripts/objective_study.py`` launches a whole study instead (its job configs set
+``distributed.auto``; give ``--study_dir`` instead of ``--workdir``). ``--dry_run`` prints the command (and, for
+SLURM, the batch script) instead of running it.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ import sys
 import tempfile
 
 JOIN = "--config.distributed.auto=True"
+TRAIN_SCRIPT = "scripts/train.py"
 
 
-def train_command(repo: str, train_args: list[str]) -> str:
-    return f"cd {repo} && python scripts/train.py {shlex.join(train_args)} {JOIN}"
+def train_command(repo: str, train_args: list[str], script: str = TRAIN_SCRIPT) -> str:
+    join = f" {JOIN}" if script == TRAIN_SCRIPT else ""  # a study's job configs say how to join
+    return f"cd {repo} && python {script} {shlex.join(train_args)}{join}"
 
 
 def tpu_command(args: argparse.Namespace, train_args: list[str]) -> list[str]:
     """``gcloud ... tpu-vm ssh --worker=all``: the same command on every worker of the pod at once."""
     return [
         "gcloud", "compute", "tpus", "tpu-vm", "ssh", args.tpu, f"--zone={args.zone}", f"--project={args.project}",
-        "--worker=all", f"--command={train_command(args.repo, train_args)}",
+        "--worker=all", f"--command={train_command(args.repo, train_args, args.script)}",
     ]  # fmt: skip
 
 
@@ -47,7 +51,7 @@ def slurm_script(args: argparse.Namespace, train_args: list[str]) -> str:
         "#SBATCH --output=%x-%j.out",
         *([f"#SBATCH --partition={args.partition}"] if args.partition else []),
         "set -euo pipefail",
-        f"srun bash -c {shlex.quote(train_command(args.repo, train_args))}",
+        f"srun bash -c {shlex.quote(train_command(args.repo, train_args, args.script))}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -57,6 +61,7 @@ def main() -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dry_run", action="store_true")
     common.add_argument("--repo", default=".", help="the checkout on the workers")
+    common.add_argument("--script", default=TRAIN_SCRIPT, help="the entry point, e.g. scripts/objective_study.py")
     where = parser.add_subparsers(dest="where", required=True)
     tpu = where.add_parser("tpu", parents=[common])
     for name in ("--tpu", "--zone", "--project"):
@@ -70,10 +75,11 @@ def main() -> None:
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args, train_args = parser.parse_args(argv[:split]), argv[split + 1 :]
+    where_to = "--workdir" if args.script == TRAIN_SCRIPT else "--study_dir"
     if not any(a.startswith("--config=") for a in train_args) or not any(
-        a.startswith("--workdir=") for a in train_args
+        a.startswith(f"{where_to}=") for a in train_args
     ):
-        parser.error("give the training command after --: at least --config=... and --workdir=...")
+        parser.error(f"give the command's arguments after --: at least --config=... and {where_to}=...")
     if args.where == "tpu":
         command = tpu_command(args, train_args)
         print(shlex.join(command))

@@ -36,3 +36,17 @@ def test_slurm_batch_script_starts_one_process_per_node():
 def test_a_launch_without_the_training_command_is_refused():
     result = _launch("slurm", "--dry_run", "--nodes=2", "--", "--workdir=/mnt/run")
     assert result.returncode == 2 and "at least --config=... and --workdir=..." in result.stderr
+
+
+def test_a_study_launches_its_own_script_without_the_train_flag():
+    study = ["--", "--config=configs/objective_study_c4.py", "--study_dir=/mnt/study"]
+    result = _launch("tpu", "--dry_run", "--tpu=pod", "--zone=z", "--project=p", "--script=scripts/objective_study.py",
+                     *study)  # fmt: skip
+    assert result.returncode == 0
+    assert "python scripts/objective_study.py --config=configs/objective_study_c4.py --study_dir=/mnt/study" in (
+        result.stdout
+    )
+    assert "distributed.auto" not in result.stdout
+    refused = _launch("slurm", "--dry_run", "--nodes=2", "--script=scripts/objective_study.py", "--",
+                      "--config=configs/objective_study_c4.py", "--workdir=/mnt/run")  # fmt: skip
+    assert refused.returncode == 2 and "at least --config=... and --study_dir=..." in refused.stderr

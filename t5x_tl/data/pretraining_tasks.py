@@ -24,14 +24,24 @@ C4_TFDS_NAME = "c4/en:3.1.0"
 JSONL_TEXT_FIELD = "text"
 
 
-def variant_task_name(source: str, objective: str, params: Mapping[str, float]) -> str:
-    """A SeqIO-safe name (no hyphens or dots) naming the source, objective and its parameters."""
-    parts = [source, objective]
+def variant_name(objective: str, params: Mapping[str, float]) -> str:
+    """The objective and its parameters in a SeqIO-safe name (no hyphens or dots): ``random_spans_d15_s3``."""
+    parts = [objective]
     if "noise_density" in params:
         parts.append(f"d{round(params['noise_density'] * 100)}")
     if "mean_noise_span_length" in params:
         parts.append(f"s{params['mean_noise_span_length']:g}")
     return "_".join(parts)
+
+
+def variant_task_name(source: str, objective: str, params: Mapping[str, float]) -> str:
+    """The task of an objective variant over a source: ``<source>_<variant name>``."""
+    return f"{source}_{variant_name(objective, params)}"
+
+
+def variants_by_name() -> dict[str, tuple[str, dict[str, float]]]:
+    """Every objective variant's name -> (objective, parameters), in the study's order."""
+    return {variant_name(objective, params): (objective, params) for objective, params in objective_variants()}
 
 
 def register_objective_tasks(source_name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary) -> list[str]:

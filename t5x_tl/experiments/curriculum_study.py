@@ -10,10 +10,8 @@ refused rather than mixed.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import time
@@ -27,6 +25,7 @@ from tqdm import tqdm
 from t5x_tl.data.curriculum import STRATEGIES, Level
 from t5x_tl.data.execute import tasks
 from t5x_tl.errors import UserError
+from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
 from t5x_tl.train.loop import evaluate_checkpoint, train
 
 log = logging.getLogger("t5x_tl")
@@ -86,8 +85,8 @@ def run_config(study: ConfigDict, run: Run) -> ConfigDict:
 def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
     workdir = run.directory(study_dir, study.family)
     done = workdir / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    if (finished := read_result(done)) is not None:
+        return finished
     cfg = run_config(study, run)
     start = time.perf_counter()
     trained = train(cfg, workdir)
@@ -106,24 +105,8 @@ def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
         "seconds": seconds,
         "curriculum": trained.data_state["curriculum"],
     }
-    scratch = done.with_suffix(".tmp")
-    scratch.write_text(json.dumps(result, indent=1))
-    scratch.rename(done)
+    write_json(done, result)
     return result
-
-
-def _guard(study: ConfigDict, study_dir: Path) -> None:
-    record = study_dir / "study.json"
-    wanted = json.loads(study.to_json())
-    if record.exists():
-        if json.loads(record.read_text()) != wanted:
-            raise UserError(
-                f"{study_dir} holds a study of another config (see {record}); use a fresh --study_dir, "
-                "or rerun with the config that started it to continue"
-            )
-        return
-    study_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(wanted, indent=1))
 
 
 def summarise(results: Sequence[dict]) -> list[dict]:
@@ -135,20 +118,21 @@ def summarise(results: Sequence[dict]) -> list[dict]:
     for (target, strategy), group in by_key.items():
         baseline = {r["seed"]: r["character_accuracy"] for r in by_key.get((target, "baseline"), [])}
         change = [r["character_accuracy"] - baseline[r["seed"]] for r in group if r["seed"] in baseline]
-        char = [r["character_accuracy"] for r in group]
-        seq = [r["sequence_accuracy"] for r in group]
+        char = mean_and_std([r["character_accuracy"] for r in group])
+        seq = mean_and_std([r["sequence_accuracy"] for r in group])
+        vs_baseline = mean_and_std(change) if change else (float("nan"), 0.0)
         rows.append(
             {
                 "length": target[0],
                 "nesting": target[1],
                 "strategy": strategy,
                 "seeds": len(group),
-                "character_accuracy": float(np.mean(char)),
-                "character_accuracy_std": float(np.std(char, ddof=1)) if len(char) > 1 else 0.0,
-                "sequence_accuracy": float(np.mean(seq)),
-                "sequence_accuracy_std": float(np.std(seq, ddof=1)) if len(seq) > 1 else 0.0,
-                "vs_baseline": float(np.mean(change)) if change else float("nan"),
-                "vs_baseline_std": float(np.std(change, ddof=1)) if len(change) > 1 else 0.0,
+                "character_accuracy": char[0],
+                "character_accuracy_std": char[1],
+                "sequence_accuracy": seq[0],
+                "sequence_accuracy_std": seq[1],
+                "vs_baseline": vs_baseline[0],
+                "vs_baseline_std": vs_baseline[1],
                 "minutes_per_run": float(np.mean([r["seconds"] for r in group])) / 60,
             }
         )
@@ -220,7 +204,7 @@ def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:
     """Runs (or continues) every run of ``study`` and writes results.{json,csv,md} and the chart."""
     check_study(study)
     study_dir = Path(study_dir).expanduser()
-    _guard(study, study_dir)
+    claim_study_dir(study, study_dir)
     runs = [
         Run(Level(*target), strategy, seed)
         for target in study.targets
@@ -232,11 +216,6 @@ def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:
         log.info("run %s", run)
         results.append(_run(study, run, study_dir))
     rows = summarise(results)
-    (study_dir / "results.json").write_text(json.dumps({"runs": results, "summary": rows}, indent=1))
-    with (study_dir / "results.csv").open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (study_dir / "results.md").write_text(markdown(rows, results))
+    write_results(study_dir, results, rows, markdown(rows, results))
     plot(rows, study_dir / "relative_to_baseline.png")
     return rows

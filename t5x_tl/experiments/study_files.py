@@ -1,0 +1,58 @@
+"""The files every study driver keeps in its study directory: the config it belongs to, each run's result
+(written atomically, so a killed study never leaves half a result), and the tables of the whole study."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ml_collections import ConfigDict
+
+from t5x_tl.errors import UserError
+
+STUDY_RECORD = "study.json"
+
+
+def claim_study_dir(study: ConfigDict, study_dir: Path) -> None:
+    """Records ``study`` in a new ``study_dir``; refuses a directory that holds a study of another config."""
+    record = study_dir / STUDY_RECORD
+    wanted = json.loads(study.to_json())
+    if record.exists():
+        if json.loads(record.read_text()) != wanted:
+            raise UserError(
+                f"{study_dir} holds a study of another config (see {record}); use a fresh --study_dir, "
+                "or rerun with the config that started it to continue"
+            )
+        return
+    study_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, wanted)
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Writes ``payload`` as JSON through a scratch file and a rename: readers see all of it or nothing."""
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(payload, indent=1))
+    scratch.rename(path)
+
+
+def read_result(path: Path) -> dict | None:
+    """A finished run's result, or None when the run has not finished."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def write_results(study_dir: Path, runs: Sequence[dict], rows: Sequence[dict], markdown: str) -> None:
+    """results.json (every run and the summary), results.csv (the summary) and results.md (the table)."""
+    write_json(study_dir / "results.json", {"runs": list(runs), "summary": list(rows)})
+    with (study_dir / "results.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (study_dir / "results.md").write_text(markdown)
