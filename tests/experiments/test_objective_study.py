@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,28 @@ def test_parallel_workers_run_the_same_jobs(tmp_path, data_dir):
         ("iid_drop_tokens_d15", "synthetic_pairs"),
         (NO_PRETRAINING, "synthetic_pairs"),
     ]
+
+
+def test_a_stopped_study_keeps_its_checkpoint_and_continues_when_rerun(tmp_path, data_dir, monkeypatch):
+    from t5x_tl.train import loop
+
+    class StopAtOnce(loop.StopRequest):  # as if SIGTERM arrived before the first step
+        def __init__(self) -> None:
+            super().__init__()
+            self.signal = signal.SIGTERM
+
+    study = _study(objectives=("prefix_lm",))
+    del study.tasks["synthetic_translation"]
+    first = jobs(study)[0]
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "StopRequest", StopAtOnce)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, tmp_path)
+    assert not (first.directory(tmp_path) / "result.json").exists()
+    assert (first.directory(tmp_path) / "checkpoints" / "0").is_dir()
+    rows = run_study(study, tmp_path)
+    assert [r["seeds"] for r in rows] == [1, 1]
+    assert json.loads((first.directory(tmp_path) / "result.json").read_text())["steps"] == 3
 
 
 def test_every_pretraining_comes_before_its_fine_tunes():
