@@ -245,7 +245,7 @@ def _run_in_processes(
 ) -> bool:
     """Runs ``todo`` on ``study.workers`` processes, a fine-tune once its pretraining is done; False if stopped."""
     waiting = list(todo)
-    done: set[Job] = set()
+    done = {job for job in jobs(study) if job not in waiting}  # finished before this call
     running: dict[futures.Future, Job] = {}
     stopped = False
     spawn, cache = get_context("spawn"), (study_dir / COMPILATION_CACHE,)

@@ -114,6 +114,10 @@ def test_parallel_workers_run_the_same_jobs(tmp_path, data_dir):
         ("iid_drop_tokens_d15", "synthetic_pairs"),
         (NO_PRETRAINING, "synthetic_pairs"),
     ]
+    lost = Job("iid_drop_tokens_d15", 0, "synthetic_pairs")  # its pretraining finished in the first call
+    (lost.directory(tmp_path) / "result.json").unlink()
+    run_study(study, tmp_path)
+    assert (lost.directory(tmp_path) / "result.json").exists()
 
 
 def test_a_stopped_study_keeps_its_checkpoint_and_continues_when_rerun(tmp_path, data_dir, monkeypatch):
