@@ -44,7 +44,9 @@ def read_result(path: Path) -> dict | None:
 
 
 def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (0 for a single value; NaN and 0 for none)."""
+    if not values:
+        return float("nan"), 0.0
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
