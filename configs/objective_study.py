@@ -12,11 +12,19 @@ from pathlib import Path
 from ml_collections import ConfigDict
 
 from t5x_tl.config import load_config_file
+from t5x_tl.experiments.objective_tables import downstream
 
 
-def downstream(label: str, inputs_length: int, targets_length: int, metrics: tuple[str, ...]) -> ConfigDict:
-    """A downstream column: its SeqIO lengths and the metrics averaged into its score."""
-    return ConfigDict(dict(label=label, inputs_length=inputs_length, targets_length=targets_length, metrics=metrics))
+def _job(task_modules: tuple[str, ...], *, steps: int, eval_batches: int, log_every: int) -> ConfigDict:
+    """The main job's config as one study run: AdamW, evaluated and saved once, at the end."""
+    cfg = load_config_file(Path(__file__).with_name("pretrain_span_corruption.py"))
+    cfg.data.task_modules = task_modules
+    cfg.train.steps = cfg.train.eval_every = cfg.checkpoint.every = steps
+    cfg.train.eval_batches = eval_batches
+    cfg.train.log_every = log_every
+    cfg.checkpoint.keep = 1
+    cfg.optimizer.name = "adamw"
+    return cfg
 
 
 def get_config():
@@ -54,32 +62,13 @@ def get_config():
     study.eval_examples = 200  # 0: the whole split
     study.eval_batch_size = 50
 
-    pretrain = load_config_file(Path(__file__).with_name("pretrain_span_corruption.py"))
-    pretrain.data.task_modules = ("t5x_tl.data.pretraining_tasks",)
-    pretrain.train.steps = 200
-    pretrain.train.eval_every = 200
-    pretrain.train.eval_batches = 4
-    pretrain.train.log_every = 50
-    pretrain.checkpoint.every = 200
-    pretrain.checkpoint.keep = 1
-    pretrain.optimizer.name = "adamw"
-    pretrain.optimizer.learning_rate = 2e-3
-    pretrain.optimizer.schedule = "warmup_cosine"
-    pretrain.optimizer.warmup_steps = 30
-    study.pretrain = pretrain
-
-    finetune = load_config_file(Path(__file__).with_name("pretrain_span_corruption.py"))
-    finetune.data.task_modules = ("t5x_tl.data.downstream.registry",)
-    finetune.data.batch_size = 16
-    finetune.train.steps = 50
-    finetune.train.eval_every = 50
-    finetune.train.eval_batches = 2
-    finetune.train.log_every = 25
-    finetune.checkpoint.every = 50
-    finetune.checkpoint.keep = 1
-    finetune.optimizer.name = "adamw"
-    finetune.optimizer.learning_rate = 1e-3
-    finetune.optimizer.schedule = "constant"
-    study.finetune = finetune
+    study.pretrain = _job(("t5x_tl.data.pretraining_tasks",), steps=200, eval_batches=4, log_every=50)
+    study.pretrain.optimizer.learning_rate = 2e-3
+    study.pretrain.optimizer.schedule = "warmup_cosine"
+    study.pretrain.optimizer.warmup_steps = 30
+    study.finetune = _job(("t5x_tl.data.downstream.registry",), steps=50, eval_batches=2, log_every=25)
+    study.finetune.data.batch_size = 16
+    study.finetune.optimizer.learning_rate = 1e-3
+    study.finetune.optimizer.schedule = "constant"
     study.lock()
     return study

@@ -13,12 +13,9 @@ from pathlib import Path
 from ml_collections import ConfigDict
 
 from t5x_tl.config import load_config_file
+from t5x_tl.experiments.objective_tables import downstream
 
 TASK_MODULES = ("t5x_tl.data.c4_study_tasks",)
-
-
-def downstream(label: str, inputs_length: int, targets_length: int, metrics: tuple[str, ...]) -> ConfigDict:
-    return ConfigDict(dict(label=label, inputs_length=inputs_length, targets_length=targets_length, metrics=metrics))
 
 
 def get_config():

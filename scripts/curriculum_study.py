@@ -9,12 +9,5 @@ command after a stop reuses finished runs and resumes the interrupted one from i
 
 from t5x_tl.experiments.study_cli import run
 
-
-def _run_study():
-    from t5x_tl.experiments.curriculum_study import run_study
-
-    return run_study
-
-
-if __name__ == "__main__":
-    run("configs/curriculum_study.py", _run_study)
+if __name__ == "__main__":  # spawned worker processes import this file and must not run the study
+    run("configs/curriculum_study.py", "t5x_tl.experiments.curriculum_study")

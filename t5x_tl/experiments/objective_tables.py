@@ -20,6 +20,11 @@ PAPER_OBJECTIVES = ("prefix_lm", "bert_style_d15", "deshuffling", "mass_style_d1
                     "iid_drop_tokens_d15", "random_spans_d15_s3")  # fmt: skip
 
 
+def downstream(label: str, inputs_length: int, targets_length: int, metrics: tuple[str, ...]) -> ConfigDict:
+    """A study's downstream column: the task's label, SeqIO lengths and the metrics averaged into its score."""
+    return ConfigDict(dict(label=label, inputs_length=inputs_length, targets_length=targets_length, metrics=metrics))
+
+
 def _averages(study: ConfigDict, results: Sequence[dict]) -> dict[tuple[str, int], float]:
     """(objective, seed) -> the mean score over the study's tasks, where every task has a result."""
     scores: dict[tuple[str, int], dict[str, float]] = {}

@@ -3,8 +3,8 @@ the same command to continue."""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from absl import app, flags
@@ -14,13 +14,10 @@ from t5x_tl.console import configure_logging
 from t5x_tl.errors import UserError
 
 
-def run(description: str, run_study: Callable[[], Callable]) -> None:
-    """Defines the flags and runs ``run_study()(config, study_dir)``, printing results.md at the end.
-
-    ``run_study`` is a thunk so that the driver (and JAX) load after the flags parse and only in the main
-    process: worker processes that re-import the script define the flags and nothing else.
-    """
-    config = config_flags.DEFINE_config_file("config", None, f"Study config ({description}).")
+def run(default_config: str, driver: str) -> None:
+    """Defines the flags and runs ``run_study(config, study_dir)`` of the ``driver`` module, printing
+    results.md at the end. The driver (and JAX) is imported only after the flags parse."""
+    config = config_flags.DEFINE_config_file("config", None, f"Study config ({default_config}).")
     study_dir = flags.DEFINE_string("study_dir", None, "Where runs and results go; an existing study is continued.")
     flags.mark_flags_as_required(["config", "study_dir"])
 
@@ -29,7 +26,7 @@ def run(description: str, run_study: Callable[[], Callable]) -> None:
             raise app.UsageError(f"unexpected arguments {argv[1:]}")
         configure_logging()
         try:
-            run_study()(config.value, study_dir.value)
+            importlib.import_module(driver).run_study(config.value, study_dir.value)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
