@@ -100,18 +100,20 @@ class Clause:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A task family: its name, which seeds its draws, and how it builds its example maker for a world."""
+    """A task family: its name, which seeds its draws, how it builds its example maker for a world, and the
+    entity kinds its examples are about (a domain of its own, e.g. only objects)."""
 
     name: str
     maker: Callable[[World], Maker]
+    kinds: tuple[str, ...] = KINDS
 
     def examples(self, world: World, seed: int, split: str, count: int) -> list[Example]:
         """`count` examples about the split's entities; the i-th depends only on (world, seed, name, split, i)."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        topics = entity_splits(world, seed)[split]
+        topics = [i for i in entity_splits(world, seed)[split] if world.entity(i).kind in self.kinds]
         if not topics:
-            raise ValueError(f"the world has no entity for the {split!r} split; generate more entities")
+            raise ValueError(f"the world has no {'/'.join(self.kinds)} for the {split!r} split; generate more entities")
         make = self.maker(world)
         examples = []
         for i in range(count):

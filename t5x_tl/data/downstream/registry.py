@@ -112,32 +112,37 @@ def _checked(examples_per_split: Mapping[str, int]) -> dict[str, int]:
     return counts
 
 
-def register_synthetic_tasks(
-    data: BuiltinData, examples_per_split: Mapping[str, int] = DEFAULT_EXAMPLES_PER_SPLIT
-) -> list[str]:
-    """Registers one task per family over ``data``, unless already registered, and returns their names.
-
-    Names are ``synthetic_<family>``, suffixed with a digest of ``data`` and the sizes unless both are defaults.
-    """
+def register_family(
+    data: BuiltinData,
+    family: Family,
+    examples_per_split: Mapping[str, int],
+    postprocessor: Callable[..., Any] | None,
+    metric_fns: Sequence[metrics.MetricFn],
+) -> str:
+    """Registers ``family``'s task over ``data``, unless already registered, and returns its name:
+    ``synthetic_<family>``, suffixed with a digest of ``data`` and the sizes unless both are the defaults."""
     counts = _checked(examples_per_split)
     default = data == BuiltinData() and counts == dict(DEFAULT_EXAMPLES_PER_SPLIT)
     suffix = "" if default else "_" + _digest({"data": data.fingerprint(), "examples": counts})
-    vocabulary = builtin_vocabulary(data)
-    features = {key: seqio.Feature(vocabulary, add_eos=True) for key in _FEATURES}
-    names = []
-    for family, postprocessor, metric_fns in _SUITE:
-        name = f"{TASK_PREFIX}{family.name}{suffix}"
-        if name not in seqio.TaskRegistry.names():
-            seqio.TaskRegistry.add(
-                name,
-                source=SyntheticSource(data, family, counts),
-                preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
-                output_features=features,
-                postprocess_fn=postprocessor,
-                metric_fns=list(metric_fns),
-            )
-        names.append(name)
-    return names
+    name = f"{TASK_PREFIX}{family.name}{suffix}"
+    if name not in seqio.TaskRegistry.names():
+        features = {key: seqio.Feature(builtin_vocabulary(data), add_eos=True) for key in _FEATURES}
+        seqio.TaskRegistry.add(
+            name,
+            source=SyntheticSource(data, family, counts),
+            preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+            output_features=features,
+            postprocess_fn=postprocessor,
+            metric_fns=list(metric_fns),
+        )
+    return name
+
+
+def register_synthetic_tasks(
+    data: BuiltinData, examples_per_split: Mapping[str, int] = DEFAULT_EXAMPLES_PER_SPLIT
+) -> list[str]:
+    """Registers one task per family of the suite over ``data`` (see :func:`register_family`)."""
+    return [register_family(data, family, examples_per_split, post, fns) for family, post, fns in _SUITE]
 
 
 register_synthetic_tasks(BuiltinData())

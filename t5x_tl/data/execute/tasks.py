@@ -19,20 +19,17 @@ run's seed and each host's shard. The vocabulary is bytes: one token per charact
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import seqio
-import tensorflow as tf
 
 from t5x_tl.data.execute import programs
+from t5x_tl.data.generated_source import SPLITS, GeneratedSource
 from t5x_tl.eval import metrics
 
 EVAL_EXAMPLES = 1000
-SPLITS = ("train", "validation", "test")
 _SPLIT_BUCKETS = {"train": range(0, 90), "validation": range(90, 95), "test": range(95, 100)}
-_VIRTUAL_SHARDS = 1024  # lets SeqIO shard the train stream at the source, one seed per host
 _MAX_REJECTIONS = 100_000
 VOCABULARY = seqio.ByteVocabulary()
 
@@ -84,45 +81,15 @@ def examples(family: str, length: int, nesting: int, split: str, seed: int) -> I
             raise RuntimeError(f"{task_name(family, length, nesting)} has (almost) no {split} examples to draw")
 
 
-class ProgramSource(seqio.DataSource):
+def _program_source(family: str, length: int, nesting: int) -> GeneratedSource:
     """Generated examples of one level as a SeqIO source, sharded per host at the source."""
+    check_level(family, length, nesting)
 
-    def __init__(self, family: str, length: int, nesting: int):
-        check_level(family, length, nesting)
-        self.family, self.length, self.nesting = family, length, nesting
-        super().__init__(splits=SPLITS, caching_permitted=False)
+    def stream(split: str, seed: int) -> Iterator[dict[str, str]]:
+        for example in examples(family, length, nesting, split, seed):
+            yield {"inputs": example.code, "targets": example.output}
 
-    @property
-    def supports_arbitrary_sharding(self) -> bool:
-        return False
-
-    def list_shards(self, split: str) -> list[str]:
-        return [f"{split}-{i}" for i in range(_VIRTUAL_SHARDS)]
-
-    def get_dataset(
-        self,
-        split: str = "train",
-        shuffle: bool = True,
-        seed: int | None = None,
-        shard_info: seqio.ShardInfo | None = None,
-        *,
-        sequence_length=None,
-        use_cached: bool = False,
-        num_epochs: int | None = 1,
-    ) -> tf.data.Dataset:
-        index, count = (shard_info.index, shard_info.num_shards) if shard_info else (0, 1)
-
-        def generate() -> Iterator[dict[str, str]]:
-            if split == "train":  # a seed per run and host
-                stream = examples(self.family, self.length, self.nesting, split, (seed or 0) * _VIRTUAL_SHARDS + index)
-            else:  # one fixed set, dealt out to the hosts
-                fixed = itertools.islice(examples(self.family, self.length, self.nesting, split, 0), EVAL_EXAMPLES)
-                stream = itertools.islice(fixed, index, None, count)
-            for example in stream:
-                yield {"inputs": example.code, "targets": example.output}
-
-        signature = {"inputs": tf.TensorSpec((), tf.string), "targets": tf.TensorSpec((), tf.string)}
-        return tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return GeneratedSource(stream, ("inputs", "targets"), EVAL_EXAMPLES)
 
 
 def register(family: str, length: int, nesting: int = 1) -> str:
@@ -133,7 +100,7 @@ def register(family: str, length: int, nesting: int = 1) -> str:
         features = {key: seqio.Feature(VOCABULARY, add_eos=True) for key in ("inputs", "targets")}
         seqio.TaskRegistry.add(
             name,
-            source=ProgramSource(family, length, nesting),
+            source=_program_source(family, length, nesting),
             preprocessors=[
                 seqio.preprocessors.tokenize,
                 seqio.preprocessors.append_eos_after_trim,
