@@ -20,10 +20,10 @@ def get_config():
     cfg.data.batch_size = 32
     cfg.data.pack = False
     cfg.optimizer.name = "adamw"
-    cfg.optimizer.learning_rate = 1e-3
+    cfg.optimizer.learning_rate = 2e-3
     cfg.optimizer.schedule = "warmup_cosine"
     cfg.optimizer.warmup_steps = 100
-    cfg.train.steps = 1500
+    cfg.train.steps = 2000
     cfg.train.log_every = 50
     cfg.train.eval_every = 250
     cfg.train.eval_batches = 4

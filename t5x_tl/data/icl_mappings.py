@@ -1,6 +1,7 @@
 """Sequences that each carry a fresh symbol -> label mapping: where in-context learning can be trained and shown.
 
-An episode draws ``items`` distinct letters and gives each a label (a digit below ``labels``) at random, then
+An episode draws ``items`` distinct letters and deals them the labels (digits below ``labels``, each label to
+as many letters as the others, give or take one) at random, then
 lists pairs ``"k1,b0,k1,..."`` drawn from them. The mapping is new in every sequence, so nothing about it
 can be stored in the weights: a label is predictable only from an earlier pair of the same letter in the same
 sequence, which is what a few-shot prompt provides. A mapping's split is fixed by a hash of the mapping (90/5/5),
@@ -72,7 +73,9 @@ def mappings(spec: MappingSpec, split: str, seed: int) -> Iterator[Mapping]:
     rng = random.Random(f"{spec.name}:{split}:{seed}")
     while True:
         letters = rng.sample(_SYMBOLS, spec.items)
-        mapping = tuple((x, rng.choice(spec.choices)) for x in letters)
+        labels = [spec.choices[i % spec.labels] for i in range(spec.items)]
+        rng.shuffle(labels)  # balanced: how often a label occurs says nothing about which letter has it
+        mapping = tuple(zip(letters, labels, strict=True))
         if split_of(mapping) == split:
             yield mapping
 

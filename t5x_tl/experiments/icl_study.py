@@ -69,7 +69,8 @@ def _run_seed(study: ConfigDict, study_dir: Path, seed: int) -> dict:
         return done
     cfg = copy.deepcopy(study.train)
     cfg.seed = seed
-    train(cfg, workdir)
+    if train(cfg, workdir).stopped_by is not None:
+        raise KeyboardInterrupt("stopped; rerun to continue")
     result = {"seed": seed, "scores": evaluate_run(study, workdir)}
     write_json(workdir / "result.json", result)
     return json_roundtrip(result)

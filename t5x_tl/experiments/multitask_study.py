@@ -137,8 +137,9 @@ def _score(study: ConfigDict, tasks: Tasks, model: nnx.Module) -> dict[str, floa
     return scored.metrics
 
 
-def _train_in_loop(study: ConfigDict, tasks: Tasks, method: str, seed: int, workdir: Path) -> nnx.Module:
-    trained = train(loop_config(study, tasks, method, seed, workdir.parents[1]), workdir)
+def _train_in_loop(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_dir: Path) -> nnx.Module:
+    workdir = study_dir / "runs" / method / f"seed{seed}"
+    trained = train(loop_config(study, tasks, method, seed, study_dir), workdir)
     if trained.stopped_by is not None:
         raise KeyboardInterrupt(f"stopped by {trained.stopped_by}")
     return load_model(workdir)[1]
@@ -184,7 +185,7 @@ def run_method(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_di
     log.info("multi-task study: %s, seed %d", method, seed)
     start = time.perf_counter()
     if method in LOOP_METHODS:
-        model = _train_in_loop(study, tasks, method, seed, workdir)
+        model = _train_in_loop(study, tasks, method, seed, study_dir)
     else:
         workdir.mkdir(parents=True, exist_ok=True)
         model = _train_pair(study, tasks, method, seed)

@@ -4,6 +4,9 @@ the same weights, the three multiple-choice rankings, generation scored by EM/F1
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from t5x_tl.models.hf_convert import config_from_hf, params_from_hf
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 BYTES = seqio.ByteVocabulary()
 TEMPLATE = Template(question="Q {inputs} A", answer=" {targets}", separator=", ", instruction="Say it")
 POOL = [{"inputs": f"x{i}", "targets": "yes" if i % 2 else "no"} for i in range(12)]
@@ -203,3 +207,24 @@ def test_an_empty_answer_list_or_a_prompt_beyond_the_context_is_refused(decoder)
         nshot.evaluate(scorer, POOL[:2], long, pool=POOL)
     with pytest.raises(UserError, match="no examples"):
         nshot.evaluate(scorer, [], long, pool=POOL)
+
+
+def test_the_script_evaluates_a_hugging_face_directory_and_writes_its_report(hf_pair, tmp_path):
+    reference, _ = hf_pair
+    reference.save_pretrained(tmp_path / "hf")
+    command = [
+        sys.executable, str(SCRIPTS / "nshot_eval.py"), f"--hf_dir={tmp_path / 'hf'}", "--task=lte_addition_l1",
+        "--task_modules", "t5x_tl.data.execute.tasks", "--num_examples=6", "--demo_pool=20", "--shots=0,2",
+        "--max_decode_length=4", f"--out={tmp_path / 'out'}",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "nshot.json").read_text())
+    assert report["mode"] == "generation" and [r["k"] for r in report["results"]] == [0, 2]
+    assert all(len(r["examples"]) == 6 for r in report["results"])
+    assert report["results"][1]["examples"][0]["prompt"].count("print(") == 3
+    bad = subprocess.run([*command[:3], "--task=lte_addition_l1", "--task_modules", "t5x_tl.data.execute.tasks",
+                          "--shots=30", "--demo_pool=20", f"--out={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "K=30 demonstrations but the pool holds only 20" in bad.stderr
+    assert not (tmp_path / "bad").exists()
