@@ -3,8 +3,9 @@ letter -> label mapping (t5x_tl.data.icl_mappings), so that only the sequence it
 
 python scripts/train.py --config=configs/in_context_learning.py --workdir=/tmp/t5x_tl_icl
 
-Each sequence holds 24 pairs (about 120 bytes); the mixture draws 4-letter 2-label and 6-letter 3-label
-mappings equally. scripts/icl_study.py trains this job and measures few-shot accuracy on held-out mappings.
+Each sequence holds 16 pairs (47 bytes); the mixture draws 4-letter 2-label mappings, 6-letter 3-label
+mappings and repeated random strings (where induction heads form) equally. scripts/icl_study.py trains this
+job and measures few-shot accuracy on held-out mappings.
 """
 
 from t5x_tl.config import base_config
@@ -16,7 +17,7 @@ def get_config():
     cfg.model.size = "tiny"
     cfg.data.task = "icl_mappings"
     cfg.data.task_modules = ("t5x_tl.data.icl_mappings",)
-    cfg.data.targets_length = 128
+    cfg.data.targets_length = 64
     cfg.data.batch_size = 32
     cfg.data.pack = False
     cfg.optimizer.name = "adamw"

@@ -59,10 +59,18 @@ def test_episode_queries_are_answered_by_their_own_pool():
 
 def test_the_mixture_and_its_tasks_are_registered():
     mixture = seqio.get_mixture_or_task(icl_mappings.MIXTURE)
-    assert sorted(t.name for t in mixture.tasks) == sorted(s.name for s in icl_mappings.DEFAULT_SPECS)
+    expected = [s.name for s in icl_mappings.DEFAULT_SPECS] + [icl_mappings.REPEATS]
+    assert sorted(t.name for t in mixture.tasks) == sorted(expected)
     task = seqio.get_mixture_or_task(icl_mappings.DEFAULT_SPECS[0].name)
     example = next(task.get_dataset({"targets": 128}, split="validation", shuffle=False).as_numpy_iterator())
-    assert example["targets"][-1] == 1 and len(example["targets"]) == 3 * 32  # 32 pairs, no last comma, EOS
+    assert example["targets"][-1] == 1 and len(example["targets"]) == 3 * 16  # 16 pairs, no last comma, EOS
+
+
+def test_repeats_repeat_a_fresh_string():
+    for example in itertools.islice(icl_mappings.repeats("train", 0), 50):
+        text = example["targets"]
+        period = next(n for n in range(6, 21) if text[n:] == text[:-n])
+        assert len(text) == 47 and len(set(text)) <= period
 
 
 @pytest.mark.parametrize(
