@@ -119,6 +119,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot(ks, [r["shuffled_mean"] for r in mine], "--", color=color, label=f"{task}, shuffled labels")
         ax.axhline(mine[0]["chance"], linestyle=":", color=color)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("demonstrations K")
     ax.set_ylabel("accuracy on held-out mappings (%)")
     ax.legend(fontsize=7)
