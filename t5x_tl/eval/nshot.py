@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import seqio
+from tqdm import tqdm
 
 from t5x_tl.errors import UserError
 from t5x_tl.eval import metrics
@@ -156,10 +157,12 @@ def evaluate(
     ``queries`` itself a query never demonstrates itself) or ``pools`` (one per query, e.g. an episode's own)."""
     if (pool is None) == (pools is None):
         raise ValueError("give exactly one of pool (shared by every query) or pools (one per query)")
+    if pools is not None and len(pools) != len(queries):
+        raise ValueError(f"{len(pools)} pools for {len(queries)} queries: give one pool per query")
     multiple_choice = bool(spec.choices) or (bool(queries) and "choices" in queries[0])
     _check(spec, queries, multiple_choice)
     results = []
-    for k in spec.shots:
+    for k in tqdm(spec.shots, desc=f"{name}: K", unit="K", disable=not scorer.progress):
         contexts = []
         for i, query in enumerate(queries):
             source = pool if pools is None else pools[i]

@@ -14,6 +14,8 @@ from flax import nnx
 
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
+from t5x_tl.train.state import TrainState
+from t5x_tl.train.step import make_train_step
 from t5x_tl.train.task_pair import Coupling, pair_params, penalty_value, symmetric_kl, task_params, train_pair
 
 VOCAB = 64
@@ -117,3 +119,18 @@ def test_the_same_seed_gives_the_same_pair():
     first, second = (_train(Coupling(penalty="kl", coefficient=1.0), steps=3) for _ in range(2))
     for a, b in itertools.zip_longest(jax.tree.leaves(first), jax.tree.leaves(second)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_uncoupled_the_first_model_trains_exactly_as_alone():
+    """Without ties or penalty nothing crosses between the models, so task a's model is the one the ordinary
+    train step gives on task a's batches (Adam is per parameter)."""
+    steps, optimizer = 5, optax.adam(3e-3)
+    _, pair = train_pair(_factory, optimizer, Coupling(), (_batches(0, 0), _batches(1, 5)), steps, seed=0)
+    graphdef, params = nnx.split(_factory(nnx.Rngs(params=jax.random.key(0))), nnx.Param)
+    params = nnx.to_pure_dict(params)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    step = jax.jit(make_train_step(graphdef, optimizer, optax.constant_schedule(3e-3), 0.0, 0))
+    for batch in itertools.islice(_batches(0, 0), steps):
+        state, _ = step(state, batch)
+    for alone, paired in zip(jax.tree.leaves(state.params), jax.tree.leaves(task_params(pair, 0)), strict=True):
+        np.testing.assert_allclose(alone, paired, rtol=1e-4, atol=1e-6)
