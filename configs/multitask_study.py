@@ -1,7 +1,7 @@
 """The multi-task study in miniature: translation of object descriptions from 256 examples (the low-resource
 task), helped by translation of people, places and organisations (20,000), with single-task training, hard
 sharing (a mixture; and the mixture fine-tuned), a shared encoder with task-specific decoders, and soft sharing
-by an L2 or a KL penalty. Three seeds of the tiny T5.
+by an L2 or a KL penalty. Two seeds of the tiny T5.
 
 python scripts/multitask_study.py --config=configs/multitask_study.py --study_dir=/tmp/t5x_tl_multitask
 
@@ -22,6 +22,9 @@ def _job() -> ConfigDict:
     cfg.data.batch_size = 16
     cfg.data.pack = False
     cfg.data.task_modules = ("t5x_tl.data.downstream.registry",)
+    # a world of 2,000 entities, so that the held-out split has about 30 objects (the default world's 6 made
+    # the low-resource task's validation BLEU hinge on six names)
+    cfg.data.corpus.num_entities = 2000
     cfg.optimizer.name = "adamw"
     cfg.optimizer.learning_rate = 1e-3
     cfg.optimizer.schedule = "warmup_cosine"
@@ -37,10 +40,10 @@ def _job() -> ConfigDict:
 def get_config():
     study = ConfigDict()
     study.methods = ("single_task", "hard_sharing", "hard_then_finetune", "shared_encoder", "soft_l2", "soft_kl")
-    study.seeds = (0, 1, 2)
+    study.seeds = (0, 1)
     study.low_resource_examples = 256
     study.high_resource_examples = 20_000
-    study.eval_examples = 200
+    study.eval_examples = 300
     study.eval_batch_size = 50
     study.metric = "bleu"
     study.mixing = ConfigDict(dict(strategy="equal", cap=0, temperature=1.0))  # cap 0: none
