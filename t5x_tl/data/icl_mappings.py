@@ -76,6 +76,8 @@ def split_of(mapping: Mapping) -> str:
 
 def mappings(spec: MappingSpec, split: str, seed: int) -> Iterator[Mapping]:
     """The endless stream of ``split``'s mappings for ``seed``."""
+    if split not in _SPLIT_BUCKETS:
+        raise ValueError(f"split={split!r} is unknown; choose one of {tuple(_SPLIT_BUCKETS)}")
     rng = random.Random(f"{spec.name}:{split}:{seed}")
     while True:
         letters = rng.sample(_SYMBOLS, spec.items)

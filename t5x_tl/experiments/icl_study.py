@@ -42,6 +42,8 @@ def check_study(study: ConfigDict) -> None:
         raise UserError(f"config.shots={tuple(study.shots)} must list one or more K of 0 or more")
     if max(study.shots) > study.pool_size:
         raise UserError(f"config.shots reach K={max(study.shots)} but config.pool_size={study.pool_size}; raise it")
+    if study.split not in ("validation", "test"):
+        raise UserError(f"config.split={study.split!r} must be 'validation' or 'test' (held-out mappings)")
     if study.eval_episodes < 1:
         raise UserError(f"config.eval_episodes={study.eval_episodes} must be at least 1")
 

@@ -221,10 +221,12 @@ def markdown(study: ConfigDict, tasks: Tasks, rows: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        change = "" if r["method"] == "single_task" else f"{r['vs_single_task']:+.1f} ± {r['vs_single_task_std']:.1f}"
+        single = r["method"] == "single_task"
+        change = "" if single else f"{r['vs_single_task']:+.1f} ± {r['vs_single_task_std']:.1f}"
+        wins = "" if single else r["seeds_beating_single_task"]
         lines.append(
-            f"| {r['method']} | {r[f'{metric}_mean']:.1f} ± {r[f'{metric}_std']:.1f} | {change} | "
-            f"{r['seeds_beating_single_task']} | {r['seeds']} |"
+            f"| {r['method']} | {r[f'{metric}_mean']:.1f} ± {r[f'{metric}_std']:.1f} | {change} | {wins} | "
+            f"{r['seeds']} |"
         )
     return "\n".join(lines) + "\n"
 

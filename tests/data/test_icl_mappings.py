@@ -85,3 +85,8 @@ def test_repeats_repeat_a_fresh_string():
 def test_bad_specs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MappingSpec(**kwargs)
+
+
+def test_an_unknown_split_is_refused_rather_than_searched_forever():
+    with pytest.raises(ValueError, match="split='dev' is unknown"):
+        next(icl_mappings.mappings(SPEC, "dev", 0))

@@ -73,6 +73,7 @@ def test_rerunning_reuses_the_finished_run(finished):
         ({"shots": ()}, "one or more K"),
         ({"seeds": ()}, "at least one seed"),
         ({"eval_episodes": 0}, "eval_episodes=0"),
+        ({"split": "train"}, "must be 'validation' or 'test'"),
     ],
 )
 def test_bad_studies_are_refused_before_anything_runs(tmp_path, overrides, message):
