@@ -25,6 +25,7 @@ from tqdm import tqdm
 from t5x_tl.data.curriculum import STRATEGIES, Level
 from t5x_tl.data.execute import tasks
 from t5x_tl.errors import UserError
+from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
 from t5x_tl.train.loop import evaluate_checkpoint, train
 
@@ -175,29 +176,21 @@ def markdown(rows: Sequence[dict], results: Sequence[dict]) -> str:
 
 def plot(rows: Sequence[dict], path: Path) -> None:
     """The course's chart: per-character accuracy of each strategy relative to the baseline, per target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     targets = sorted({(r["length"], r["nesting"]) for r in rows})
     strategies = [s for s in STRATEGIES if s != "baseline" and any(r["strategy"] == s for r in rows)]
-    figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(targets), 3.6))
-    width = 0.8 / max(len(strategies), 1)
-    for i, strategy in enumerate(strategies):
-        cells = [next((r for r in rows if (r["length"], r["nesting"]) == t and r["strategy"] == strategy), None)
-                 for t in targets]  # fmt: skip
-        x = np.arange(len(targets)) + (i - (len(strategies) - 1) / 2) * width
-        axes.bar(x, [c["vs_baseline"] if c else 0 for c in cells], width,
-                 yerr=[c["vs_baseline_std"] if c else 0 for c in cells], capsize=3, label=strategy)  # fmt: skip
-    axes.axhline(0, color="black", linewidth=0.8)
-    axes.set_xticks(np.arange(len(targets)), [f"length {a}\nnesting {b}" for a, b in targets])
-    axes.set_ylabel("per-character accuracy\nminus baseline (points)")
-    axes.set_title("Curriculum strategies against the baseline")
-    axes.legend(frameon=False, fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    with chart(path, (1.8 + 1.6 * len(targets), 3.6)) as axes:
+        width = 0.8 / max(len(strategies), 1)
+        for i, strategy in enumerate(strategies):
+            cells = [next((r for r in rows if (r["length"], r["nesting"]) == t and r["strategy"] == strategy), None)
+                     for t in targets]  # fmt: skip
+            x = np.arange(len(targets)) + (i - (len(strategies) - 1) / 2) * width
+            axes.bar(x, [c["vs_baseline"] if c else 0 for c in cells], width,
+                     yerr=[c["vs_baseline_std"] if c else 0 for c in cells], capsize=3, label=strategy)  # fmt: skip
+        axes.axhline(0, color="black", linewidth=0.8)
+        axes.set_xticks(np.arange(len(targets)), [f"length {a}\nnesting {b}" for a, b in targets])
+        axes.set_ylabel("per-character accuracy\nminus baseline (points)")
+        axes.set_title("Curriculum strategies against the baseline")
+        axes.legend(frameon=False, fontsize="small")
 
 
 def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:

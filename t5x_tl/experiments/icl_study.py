@@ -16,7 +16,6 @@ import copy
 import logging
 from pathlib import Path
 
-import matplotlib
 from ml_collections import ConfigDict
 
 from t5x_tl.data import icl_mappings
@@ -24,11 +23,9 @@ from t5x_tl.errors import UserError
 from t5x_tl.eval import nshot
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.scoring import Scorer
+from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
 from t5x_tl.train.loop import train
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt
 
 log = logging.getLogger("t5x_tl")
 RANKING = "accuracy_total"
@@ -75,10 +72,10 @@ def _run_seed(study: ConfigDict, study_dir: Path, seed: int) -> dict:
         raise KeyboardInterrupt("stopped; rerun to continue")
     result = {"seed": seed, "scores": evaluate_run(study, workdir)}
     write_json(workdir / "result.json", result)
-    return json_roundtrip(result)
+    return _as_saved(result)
 
 
-def json_roundtrip(result: dict) -> dict:
+def _as_saved(result: dict) -> dict:
     """The result as a reader of result.json sees it (K keys become strings), so fresh and reused runs agree."""
     return {**result, "scores": {t: {str(k): v for k, v in by_k.items()} for t, by_k in result["scores"].items()}}
 
@@ -112,22 +109,19 @@ def markdown(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Accuracy against K per task: true labels solid, shuffled dashed, chance dotted."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for index, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
-        mine = [r for r in rows if r["task"] == task]
-        ks = [r["k"] for r in mine]
-        color = f"C{index}"
-        ax.errorbar(ks, [r["true_mean"] for r in mine], [r["true_std"] for r in mine], color=color, label=task)
-        ax.plot(ks, [r["shuffled_mean"] for r in mine], "--", color=color, label=f"{task}, shuffled labels")
-        ax.axhline(mine[0]["chance"], linestyle=":", color=color)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_xlabel("demonstrations K")
-    ax.set_ylabel("accuracy on held-out mappings (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with chart(path, (6, 4)) as ax:
+        for index, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
+            mine = [r for r in rows if r["task"] == task]
+            ks = [r["k"] for r in mine]
+            color = f"C{index}"
+            ax.errorbar(ks, [r["true_mean"] for r in mine], [r["true_std"] for r in mine], color=color, label=task)
+            ax.plot(ks, [r["shuffled_mean"] for r in mine], "--", color=color, label=f"{task}, shuffled labels")
+            ax.axhline(mine[0]["chance"], linestyle=":", color=color)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("demonstrations K")
+        ax.set_ylabel("accuracy on held-out mappings (%)")
+        ax.legend(fontsize=7)
 
 
 def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:

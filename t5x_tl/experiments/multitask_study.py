@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import jax
-import matplotlib
 import seqio
 from flax import nnx
 from ml_collections import ConfigDict
@@ -40,14 +39,12 @@ from t5x_tl.data.tasks import BuiltinData
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
+from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
 from t5x_tl.models.kinds import build_model
 from t5x_tl.train.loop import model_config, train
 from t5x_tl.train.optimizers import make_optimizer
 from t5x_tl.train.task_pair import Coupling, task_params, train_pair
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt
 
 log = logging.getLogger("t5x_tl")
 LOOP_METHODS = ("single_task", "hard_sharing", "hard_then_finetune")
@@ -233,15 +230,12 @@ def markdown(study: ConfigDict, tasks: Tasks, rows: list[dict]) -> str:
 
 def plot(study: ConfigDict, rows: list[dict], path: Path) -> None:
     metric = study.metric
-    fig, ax = plt.subplots(figsize=(6, 3.5))
     names = [r["method"] for r in rows]
-    ax.bar(names, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows], color="C0")
-    ax.axhline(rows[names.index("single_task")][f"{metric}_mean"], linestyle=":", color="k")
-    ax.set_ylabel(f"{metric}, low-resource task")
-    ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with chart(path, (6, 3.5)) as ax:
+        ax.bar(names, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows], color="C0")
+        ax.axhline(rows[names.index("single_task")][f"{metric}_mean"], linestyle=":", color="k")
+        ax.set_ylabel(f"{metric}, low-resource task")
+        ax.tick_params(axis="x", labelrotation=30)
 
 
 def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:

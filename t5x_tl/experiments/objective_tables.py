@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from ml_collections import ConfigDict
 
+from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import mean_and_std
 
 NO_PRETRAINING = "no_pretraining"
@@ -126,22 +127,14 @@ def markdown(study: ConfigDict, rows: Sequence[dict], results: Sequence[dict]) -
 
 def plot(rows: Sequence[dict], path: Path) -> None:
     """The average score of every objective with its spread, against the no-pretraining baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pretrained = [r for r in rows if r["objective"] != NO_PRETRAINING]
-    figure, axes = plt.subplots(figsize=(6.4, 1.2 + 0.32 * len(pretrained)))
-    y = np.arange(len(pretrained))[::-1]
-    axes.barh(y, [r["average"] for r in pretrained], xerr=[r["average_std"] for r in pretrained], capsize=3)
-    baseline = next((r for r in rows if r["objective"] == NO_PRETRAINING), None)
-    if baseline is not None:
-        axes.axvline(baseline["average"], color="black", linestyle="--", linewidth=1, label="no pretraining")
-        axes.legend(frameon=False, fontsize="small", loc="lower right")
-    axes.set_yticks(y, [r["objective"] for r in pretrained])
-    axes.set_xlabel("average downstream score")
-    axes.set_title("Pretraining objectives")
-    figure.tight_layout()
-    figure.savefig(path, dpi=150)
-    plt.close(figure)
+    with chart(path, (6.4, 1.2 + 0.32 * len(pretrained))) as axes:
+        y = np.arange(len(pretrained))[::-1]
+        axes.barh(y, [r["average"] for r in pretrained], xerr=[r["average_std"] for r in pretrained], capsize=3)
+        baseline = next((r for r in rows if r["objective"] == NO_PRETRAINING), None)
+        if baseline is not None:
+            axes.axvline(baseline["average"], color="black", linestyle="--", linewidth=1, label="no pretraining")
+            axes.legend(frameon=False, fontsize="small", loc="lower right")
+        axes.set_yticks(y, [r["objective"] for r in pretrained])
+        axes.set_xlabel("average downstream score")
+        axes.set_title("Pretraining objectives")

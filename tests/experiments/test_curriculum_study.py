@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
 from t5x_tl.data.curriculum import Level
@@ -23,14 +24,9 @@ def _study(**overrides):
     study.targets = ((3, 1),)
     study.strategies = ("baseline", "naive", "combined")
     study.seeds = (0, 1)
-    t = study.train
-    t.data.batch_size = 8
-    t.train.steps, t.train.eval_every, t.train.eval_batches, t.train.log_every = 4, 2, 1, 2
-    t.curriculum.patience = 1
-    t.checkpoint.every = 4
-    for key, value in overrides.items():
-        study[key] = value
-    return study
+    shorten(study.train, batch_size=8, steps=4, eval_every=2, log_every=2)
+    study.train.curriculum.patience = 1
+    return overridden(study, overrides)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
 from t5x_tl.data import icl_mappings
@@ -24,13 +25,8 @@ def _study(**overrides):
     study.pool_size = 4
     study.eval_episodes = 12
     study.batch_size = 8
-    t = study.train
-    t.data.batch_size = 4
-    t.train.steps, t.train.eval_every, t.train.eval_batches, t.train.log_every = 3, 3, 1, 1
-    t.checkpoint.every = 3
-    for key, value in overrides.items():
-        study[key] = value
-    return study
+    shorten(study.train, batch_size=4, steps=3, eval_every=3, log_every=1)
+    return overridden(study, overrides)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
 from t5x_tl.errors import UserError
@@ -27,13 +28,9 @@ def _study(small_data, **overrides):
     t.data.corpus.num_train_documents = small_data.corpus.num_train_documents
     t.data.corpus.num_validation_documents = small_data.corpus.num_validation_documents
     t.data.sentencepiece_size = small_data.sentencepiece_size
-    t.data.batch_size = 4
     t.data.inputs_length = t.data.targets_length = 48
-    t.train.steps, t.train.eval_every, t.train.eval_batches, t.train.log_every = 3, 3, 1, 1
-    t.checkpoint.every = 3
-    for key, value in overrides.items():
-        study[key] = value
-    return study
+    shorten(t, batch_size=4, steps=3, eval_every=3, log_every=1)
+    return overridden(study, overrides)
 
 
 @pytest.fixture(scope="module")

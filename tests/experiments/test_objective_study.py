@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
 from t5x_tl.errors import UserError
@@ -29,13 +30,9 @@ def _study(**overrides):
     study.eval_examples = 8
     study.eval_batch_size = 8
     for job in (study.pretrain, study.finetune):
-        job.data.batch_size = 8
-        job.train.steps, job.train.eval_every, job.train.eval_batches, job.train.log_every = 3, 3, 1, 3
-        job.checkpoint.every = 3
+        shorten(job, batch_size=8, steps=3, eval_every=3, log_every=3)
     study.pretrain.data.inputs_length = 64
-    for key, value in overrides.items():
-        study[key] = value
-    return study
+    return overridden(study, overrides)
 
 
 @pytest.fixture(scope="module")
