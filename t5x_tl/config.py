@@ -17,6 +17,7 @@ from ml_collections import ConfigDict
 from t5x_tl.data.curriculum import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.kinds import MODEL_KINDS
+from t5x_tl.models.segments import ALIGNMENTS, MemoryConfig
 from t5x_tl.models.sizes import T5_1_1_SIZES
 from t5x_tl.models.stack import REMAT_POLICIES
 from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -38,6 +39,20 @@ def base_config() -> ConfigDict:
             dropout_rate=0.0,
             scan_layers=True,  # lax.scan over the layers (flat compile time) or an unrolled loop
             remat_policy="none",  # t5x_tl.models.stack.REMAT_POLICIES: none, full, dots, dots_with_no_batch_dims
+            # a Recurrent Memory Transformer over the model kind (t5x_tl.models.rmt) when segment_size > 0
+            rmt=ConfigDict(
+                dict(
+                    segment_size=0,  # input tokens per segment; 0: no recurrent memory
+                    memory_size=10,
+                    max_segments=4,  # the inputs (decoder-only: targets) length must fit in these segments
+                    align="left",  # left: the short segment is the last; right: the first
+                    segment_eos=False,  # end every encoder segment with EOS
+                    bptt_depth=0,  # stop gradients through the memory every this many segments (0: never)
+                    remat=False,  # recompute each segment in the backward pass
+                    write=True,  # False: the memory is never updated (an ablation)
+                    max_length=512,  # the longest sequence the backbone is meant to see, memory included
+                )
+            ),
         )
     )
     cfg.data = ConfigDict(
@@ -204,6 +219,8 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
     _validate_curriculum(flat)
+    _validate_rmt(flat)
+    memory_config(cfg)
     _positive(flat, ["distributed.num_processes", "distributed.timeout_s", "distributed.heartbeat_s"])
     _check(
         0 <= flat["distributed.process_id"] < flat["distributed.num_processes"],
@@ -226,6 +243,38 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     if not flat["partitioning.rules"]:
         _one_of(flat, "partitioning.preset", RULE_PRESETS)
     return cfg
+
+
+def memory_config(cfg: ConfigDict) -> MemoryConfig | None:
+    """The job's Recurrent Memory Transformer settings, or None when ``model.rmt.segment_size`` is 0."""
+    rmt = cfg.model.rmt
+    if not rmt.segment_size:
+        return None
+    try:
+        memory = MemoryConfig(**rmt.to_dict())
+        memory.check(cfg.model.kind)
+        lengths = ("data.targets_length", cfg.data.targets_length)
+        if cfg.model.kind not in ("decoder_only", "prefix_lm"):
+            lengths = ("data.inputs_length", cfg.data.inputs_length)
+        memory.num_segments(lengths[1])
+    except ValueError as error:
+        raise UserError(f"config.model.rmt: {error} (the segmented length is config.{lengths[0]})") from error
+    return memory
+
+
+def _validate_rmt(flat: dict) -> None:
+    if flat["model.rmt.segment_size"] == 0:
+        return
+    _check(
+        not flat["data.pack"],
+        "data.pack",
+        flat["data.pack"],
+        "a recurrent memory reads one long example per row: set --config.data.pack=False",
+    )
+    _one_of(flat, "model.rmt.align", ALIGNMENTS)
+    _positive(flat, ["model.rmt.segment_size", "model.rmt.max_segments", "model.rmt.max_length"])
+    for key in ("model.rmt.memory_size", "model.rmt.bptt_depth"):
+        _check(isinstance(flat[key], int) and flat[key] >= 0, key, flat[key], "it must be an integer >= 0")
 
 
 def _validate_curriculum(flat: dict) -> None:

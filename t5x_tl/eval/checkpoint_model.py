@@ -9,6 +9,7 @@ from flax import nnx
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
+from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.train.checkpointing import read_params
 from t5x_tl.train.state import abstract_model
 
@@ -24,5 +25,6 @@ def load_model(workdir: Path, step: int | None = None) -> tuple[int, nnx.Module]
     if kind not in DECODABLE_KINDS:
         raise UserError(f"a {kind} model does not generate text; evaluate one of {DECODABLE_KINDS}")
     cfg = T5Config(**metadata["model_config"])
-    graphdef, _ = abstract_model(lambda rngs: build_model(kind, cfg, rngs))
+    memory = MemoryConfig(**metadata["memory_config"]) if "memory_config" in metadata else None
+    graphdef, _ = abstract_model(lambda rngs: build_model(kind, cfg, rngs, memory))
     return step, nnx.merge(graphdef, params)

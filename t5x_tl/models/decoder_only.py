@@ -63,6 +63,15 @@ class DecoderOnly(TokenModel):
         if decoder_causal_attention is not None:
             allowed = allowed | prefix_mask(decoder_causal_attention)
         mask = segment_mask(decoder_segment_ids, decoder_segment_ids) & allowed
+        x = self.token_embed(decoder_input_tokens)
+        return self.logits(self.transform(x, mask, deterministic=deterministic, rngs=rngs))
+
+    def transform(
+        self, x_BxLxD: jax.Array, mask: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None
+    ) -> jax.Array:
+        """Final hidden states ``B x L x D`` of input embeddings under a ``B x 1 x L x L`` attention mask: the
+        stack without the embedding and the output layer (what a memory wrapper feeds its own inputs to)."""
+        length = x_BxLxD.shape[1]
         shared, per_layer = self.relative_bias(length, length)
         drop = dict(deterministic=deterministic, rngs=rngs)
 
@@ -70,9 +79,9 @@ class DecoderOnly(TokenModel):
             bias = pick_bias(shared, bias)
             return layer(x, mask=mask, bias=bias, deterministic=deterministic, rngs=layer_rngs), None
 
-        x = self.dropout(self.token_embed(decoder_input_tokens), **drop)
+        x = self.dropout(x_BxLxD, **drop)
         x, _ = self.layers(apply, x, per_layer, dropout_key=dropout_key(rngs))
-        return self.logits(self.dropout(self.final_norm(x), **drop))
+        return self.dropout(self.final_norm(x), **drop)
 
     def prompt_attention(self, prompts_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """Left-aligned prompt sequences, their segment ids and (prefix LM) causal-attention prefix."""

@@ -7,13 +7,19 @@ from flax import nnx
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.decoder_only import DecoderOnly
 from t5x_tl.models.encoder_only import EncoderOnly
+from t5x_tl.models.rmt import RecurrentMemory
+from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.models.t5 import EncoderDecoder
 
 MODEL_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm", "encoder_only")
 
 
-def build_model(kind: str, cfg: T5Config, rngs: nnx.Rngs, **options) -> nnx.Module:
-    """A ``kind`` model; ``options`` go to its class (e.g. ``num_outputs`` for the encoder-only head)."""
+def build_model(kind: str, cfg: T5Config, rngs: nnx.Rngs, memory: MemoryConfig | None = None, **options) -> nnx.Module:
+    """A ``kind`` model; ``options`` go to its class (e.g. ``num_outputs`` for the encoder-only head). With
+    ``memory``, the model is a Recurrent Memory Transformer over that backbone (parameters under ``backbone/``,
+    plus the initial ``memory``)."""
+    if memory is not None:
+        return RecurrentMemory(build_model(kind, cfg, rngs, **options), kind, memory, rngs=rngs)
     if kind == "encoder_decoder":
         return EncoderDecoder(cfg, rngs=rngs, **options)
     if kind in ("decoder_only", "prefix_lm"):

@@ -207,8 +207,11 @@ class EncoderDecoder(EncodingModel):
     def init_decode_cache(self, encoder_input_tokens: jax.Array, max_length: int) -> tuple[Cache, dict]:
         """Encodes the prompts once; returns the decoder cache and the encoder segments for cross-attention."""
         encoded = self.encode(encoder_input_tokens)
-        context = {"encoder_segments": segments_of(encoder_input_tokens, None)}
-        return self.decoder.init_cache(encoded, max_length), context
+        return self.cache_for(encoded, segments_of(encoder_input_tokens, None), max_length)
+
+    def cache_for(self, encoded_BxSxD: jax.Array, segments_BxS: jax.Array, max_length: int) -> tuple[Cache, dict]:
+        """The decoder cache and context for encoder states computed elsewhere (e.g. with memory tokens)."""
+        return self.decoder.init_cache(encoded_BxSxD, max_length), {"encoder_segments": segments_BxS}
 
     def decode_step(
         self, tokens_BxQ: jax.Array, position: jax.Array, cache: Cache, context: dict
@@ -219,7 +222,10 @@ class EncoderDecoder(EncodingModel):
 
     def start_decoding(self, prompts_BxS: jax.Array, max_length: int) -> tuple[jax.Array, Cache, dict, int]:
         """Logits of the first generated token, the cache and context, and the decoder position of that token."""
-        cache, context = self.init_decode_cache(prompts_BxS, max_length)
-        start = jnp.zeros((prompts_BxS.shape[0], 1), jnp.int32)  # T5 starts decoding from the pad token
+        return self.first_step(*self.init_decode_cache(prompts_BxS, max_length))
+
+    def first_step(self, cache: Cache, context: dict) -> tuple[jax.Array, Cache, dict, int]:
+        """Decodes T5's start token (the pad token 0) from a fresh cache: what :meth:`start_decoding` returns."""
+        start = jnp.zeros((context["encoder_segments"].shape[0], 1), jnp.int32)
         logits, cache = self.decode_step(start, jnp.int32(0), cache, context)
         return logits[:, 0], cache, context, 1

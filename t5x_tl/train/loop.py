@@ -18,7 +18,7 @@ from ml_collections import ConfigDict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from t5x_tl.config import validate
+from t5x_tl.config import memory_config, validate
 from t5x_tl.data import tasks
 from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus import CorpusSpec
@@ -30,6 +30,7 @@ from t5x_tl.data.task_modules import import_task_modules
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
+from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 from t5x_tl.platform import compiler_options
 from t5x_tl.train import distributed, partitioning
@@ -190,9 +191,18 @@ def _check_microbatches(global_batch: int, microbatches: int, mesh: jax.sharding
         )
 
 
-def signature(kind: str, model_cfg: T5Config) -> dict:
+def signature(kind: str, model_cfg: T5Config, memory: MemoryConfig | None = None) -> dict:
     """What fixes the parameter tree of a job's model: a checkpoint restores only onto an equal one."""
-    return {"kind": kind, **model_cfg.shape_signature()}
+    extra = {} if memory is None else {"rmt_memory_size": memory.memory_size}
+    return {"kind": kind, **model_cfg.shape_signature(), **extra}
+
+
+def model_record(kind: str, model_cfg: T5Config, memory: MemoryConfig | None) -> dict:
+    """What a checkpoint's metadata records of its model, enough to rebuild it (see ``eval.checkpoint_model``)."""
+    record = {"model": signature(kind, model_cfg, memory), "model_config": dataclasses.asdict(model_cfg)}
+    if memory is not None:
+        record["memory_config"] = dataclasses.asdict(memory)
+    return record
 
 
 def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | CurriculumBatches:
@@ -236,7 +246,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     task, targets_length = resolve_task(cfg)
     model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
     kind = cfg.model.kind
-    factory = lambda rngs: build_model(kind, model_cfg, rngs)
+    memory = memory_config(cfg)
+    factory = lambda rngs: build_model(kind, model_cfg, rngs, memory)
     mesh = _mesh(cfg)
     data_sharding = partitioning.batch_sharding(mesh)
     spec = _host_spec(cfg, task.name, targets_length, mesh, "train", cfg.data.pack)
@@ -248,7 +259,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, _rules(cfg))
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state, saved = restore_or_init(checkpointer, signature(kind, model_cfg), cfg, factory, optimizer, shardings)
+    state, saved = restore_or_init(checkpointer, signature(kind, model_cfg, memory), cfg, factory, optimizer, shardings)
     start = int(jax.device_get(state.step))
     if saved:
         try:
@@ -271,9 +282,9 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         in_shardings=(shardings.params, data_sharding),
         compiler_options=compiler_options(),
     )
-    model_record = {"model": signature(kind, model_cfg), "model_config": dataclasses.asdict(model_cfg)}
+    record = model_record(kind, model_cfg, memory)
     metadata = lambda step: {
-        **model_record,
+        **record,
         "data_batches": step,
         "task": task.name,
         "data_state": batches.state_dict(),
@@ -285,7 +296,7 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         else None
     )
     tokens_per_step = cfg.data.batch_size * spec.tokens_per_example()
-    flops_per_step = train_step_flops(model_cfg, cfg.data.batch_size, spec.inputs_length, targets_length, kind)
+    flops_per_step = train_step_flops(model_cfg, cfg.data.batch_size, spec.inputs_length, targets_length, kind, memory)
     peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype, cfg.train.peak_flops_per_device)
     stop = StopRequest()
     last_eval: dict[str, float] = {}
@@ -349,9 +360,10 @@ def evaluate_checkpoint(cfg: ConfigDict, workdir: str | Path, split: str = "test
     validate(cfg)
     task, targets_length = resolve_task(cfg)
     model_cfg = model_config(cfg, task.output_features["targets"].vocabulary)
-    factory = lambda rngs: build_model(cfg.model.kind, model_cfg, rngs)
+    memory = memory_config(cfg)
+    factory = lambda rngs: build_model(cfg.model.kind, model_cfg, rngs, memory)
     _, params, saved = read_params(Path(workdir) / "checkpoints")
-    if saved.get("model") != signature(cfg.model.kind, model_cfg):
+    if saved.get("model") != signature(cfg.model.kind, model_cfg, memory):
         raise UserError(f"{workdir} holds a checkpoint of another model shape {saved.get('model')}")
     mesh = _mesh(cfg)
     spec = _host_spec(cfg, task.name, targets_length, mesh, split, pack=False)  # an example is a sequence
