@@ -20,10 +20,12 @@ Stream = Callable[[str, int], Iterator[dict[str, str]]]  # (split, seed) -> endl
 
 
 class GeneratedSource(seqio.DataSource):
-    """``stream(split, seed)`` as a SeqIO source of the string ``fields``."""
+    """``stream(split, seed)`` as a SeqIO source of the string ``fields``; ``tokens=True`` makes them int32
+    token-id sequences instead (already tokenized: the task skips ``seqio.preprocessors.tokenize``)."""
 
-    def __init__(self, stream: Stream, fields: Sequence[str], eval_examples: int):
+    def __init__(self, stream: Stream, fields: Sequence[str], eval_examples: int, *, tokens: bool = False):
         self._stream, self._fields, self._eval_examples = stream, tuple(fields), eval_examples
+        self._spec = tf.TensorSpec((None,), tf.int32) if tokens else tf.TensorSpec((), tf.string)
         super().__init__(splits=SPLITS, caching_permitted=False)
 
     @property
@@ -53,5 +55,5 @@ class GeneratedSource(seqio.DataSource):
                 fixed = itertools.islice(self._stream(split, 0), self._eval_examples)
                 yield from itertools.islice(fixed, index, None, count)
 
-        signature = {key: tf.TensorSpec((), tf.string) for key in self._fields}
+        signature = dict.fromkeys(self._fields, self._spec)
         return tf.data.Dataset.from_generator(generate, output_signature=signature)
