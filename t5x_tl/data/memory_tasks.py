@@ -33,6 +33,7 @@ from t5x_tl.eval import metrics
 
 TASKS = ("memorize", "detect", "reasoning", "retrieval", "copy", "reverse")
 EVAL_EXAMPLES = 1000
+DEFAULT_DATA = BuiltinData()
 _WORDS_PER_ROLE = 16  # names, items, places, keys: disjoint sets of whole-word tokens
 
 
@@ -107,7 +108,7 @@ class Lexicon:
 
 
 @functools.cache
-def lexicon(data: BuiltinData = BuiltinData()) -> Lexicon:
+def lexicon(data: BuiltinData = DEFAULT_DATA) -> Lexicon:
     return Lexicon(builtin_vocabulary(data), data.files().texts("train"))
 
 
@@ -172,7 +173,7 @@ def _example(spec: MemoryTaskSpec, rng: random.Random, words: Lexicon) -> dict[s
     return {"inputs": _place(spans, length, rng, words), "targets": [answer]}
 
 
-def examples(spec: MemoryTaskSpec, split: str, seed: int, data: BuiltinData = BuiltinData()) -> Iterator[dict]:
+def examples(spec: MemoryTaskSpec, split: str, seed: int, data: BuiltinData = DEFAULT_DATA) -> Iterator[dict]:
     """The endless stream of ``spec``'s examples (token ids) for ``split`` and ``seed``."""
     words = lexicon(data)
     rng = random.Random(f"{spec.name}:{split}:{seed}")
@@ -180,9 +181,9 @@ def examples(spec: MemoryTaskSpec, split: str, seed: int, data: BuiltinData = Bu
         yield _example(spec, rng, words)
 
 
-def register(spec: MemoryTaskSpec, data: BuiltinData = BuiltinData()) -> str:
+def register(spec: MemoryTaskSpec, data: BuiltinData = DEFAULT_DATA) -> str:
     """Registers (once) ``spec``'s task over ``data``'s vocabulary and returns its name."""
-    name = spec.name if data == BuiltinData() else f"{spec.name}_{data.fingerprint()}"
+    name = spec.name if data == DEFAULT_DATA else f"{spec.name}_{data.fingerprint()}"
     if name not in seqio.TaskRegistry.names():
         vocabulary = builtin_vocabulary(data)
         seqio.TaskRegistry.add(
