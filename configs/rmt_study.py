@@ -1,5 +1,6 @@
-"""The Recurrent Memory Transformer study: memory tasks, the model with and without memory, the full-attention
-oracle, truncated backpropagation and no writing, and the causal controls at evaluation.
+"""The Recurrent Memory Transformer study: fact memorisation and long-document classification, the model with
+and without memory, the full-attention oracle, truncated backpropagation and no writing, and the causal controls
+at evaluation.
 
 python scripts/rmt_study.py --config=configs/rmt_study.py --study_dir=/tmp/t5x_tl_rmt
 
@@ -17,7 +18,7 @@ from t5x_tl.config import load_config_file
 def get_config():
     study = ConfigDict()
     study.seeds = (0, 1)
-    study.tasks = ("memorize", "detect")
+    study.tasks = ("memorize", "long_document")
     study.variants = ("rmt", "no_memory", "full_attention", "bptt_1", "no_write")
     study.choices = 4
     study.eval_examples = 500

@@ -250,15 +250,15 @@ def memory_config(cfg: ConfigDict) -> MemoryConfig | None:
     rmt = cfg.model.rmt
     if not rmt.segment_size:
         return None
+    names = {"decoder_only": ("targets_length",), "prefix_lm": ("inputs_length", "targets_length")}
+    segmented = names.get(cfg.model.kind, ("inputs_length",))  # what the model kind feeds the backbone
     try:
         memory = MemoryConfig(**rmt.to_dict())
         memory.check(cfg.model.kind)
-        lengths = ("data.targets_length", cfg.data.targets_length)
-        if cfg.model.kind not in ("decoder_only", "prefix_lm"):
-            lengths = ("data.inputs_length", cfg.data.inputs_length)
-        memory.num_segments(lengths[1])
+        memory.num_segments(sum(cfg.data[name] for name in segmented))
     except ValueError as error:
-        raise UserError(f"config.model.rmt: {error} (the segmented length is config.{lengths[0]})") from error
+        where = " + ".join(f"config.data.{name}" for name in segmented)
+        raise UserError(f"config.model.rmt: {error} (the segmented length is {where})") from error
     return memory
 
 

@@ -13,6 +13,10 @@ one token and a few-way choice.
 - ``retrieval``: pairs "<key> stands for <value>" spread before the last segment; "what is <key>" asks one.
 - ``copy`` / ``reverse``: a sequence of word tokens filling every segment but the last; the targets are the
   sequence, or the sequence reversed.
+- ``long_document``: classification of a long document by evidence spread through all of it (an analogue of
+  Hyperpartisan news detection): three trips ("<name> went to <place>") in every segment, four in the first,
+  each to a place of one of two regions at random; the label says which region most trips went to. The last
+  segment alone decides the label only as often as its own three trips agree with all of them.
 
 Facts are drawn afresh for every example; the evaluation splits are fixed streams of their own seed. The same
 fact can occur in training and evaluation: what is measured is carrying it across segments, not knowing it.
@@ -31,7 +35,8 @@ from t5x_tl.data.generated_source import GeneratedSource
 from t5x_tl.data.tasks import BuiltinData, builtin_vocabulary
 from t5x_tl.eval import metrics
 
-TASKS = ("memorize", "detect", "reasoning", "retrieval", "copy", "reverse")
+TASKS = ("memorize", "detect", "reasoning", "retrieval", "copy", "reverse", "long_document")
+MENTIONS_PER_SEGMENT = 3  # long documents: evidence in every segment
 EVAL_EXAMPLES = 1000
 DEFAULT_DATA = BuiltinData()
 _WORDS_PER_ROLE = 16  # names, items, places, keys: disjoint sets of whole-word tokens
@@ -73,6 +78,11 @@ class MemoryTaskSpec:
     def targets_length(self) -> int:
         """Answer and EOS; the whole sequence and EOS for copy and reverse."""
         return self.history_length + 1 if self.task in ("copy", "reverse") else 2
+
+    @property
+    def chance(self) -> float:
+        """The accuracy of guessing: one over the answers (two labels for long documents)."""
+        return 1 / (2 if self.task == "long_document" else self.choices)
 
     @property
     def history_length(self) -> int:
@@ -140,6 +150,8 @@ def _example(spec: MemoryTaskSpec, rng: random.Random, words: Lexicon) -> dict[s
     g = words.glue
     history, length = spec.history_length, spec.inputs_length - 1  # SeqIO appends EOS
     answers = words.places[: spec.choices]
+    if spec.task == "long_document":
+        return _long_document(spec, rng, words)
     if spec.task in ("copy", "reverse"):
         sequence = [rng.choice(words.symbols) for _ in range(history)]
         instruction = words.vocabulary.encode(f"{spec.task} the sequence")
@@ -173,6 +185,22 @@ def _example(spec: MemoryTaskSpec, rng: random.Random, words: Lexicon) -> dict[s
     return {"inputs": _place(spans, length, rng, words), "targets": [answer]}
 
 
+def _long_document(spec: MemoryTaskSpec, rng: random.Random, words: Lexicon) -> dict[str, list[int]]:
+    regions = (words.places[:4], words.places[4:8])
+    labels = (words.keys[0], words.keys[1])
+    spans, votes = [], 0
+    for segment in range(spec.segments):
+        count = MENTIONS_PER_SEGMENT + (segment == 0)  # an odd total: no ties
+        sides = [rng.randrange(2) for _ in range(count)]
+        trips = [[rng.choice(words.names), *words.glue["went to"], rng.choice(regions[side])] for side in sides]
+        end = min((segment + 1) * spec.segment_size, spec.inputs_length - 1)
+        starts = _positions(rng, [len(t) for t in trips], end, start=segment * spec.segment_size)
+        spans += zip(starts, trips, strict=True)
+        votes += sum(sides)
+    total = spec.segments * MENTIONS_PER_SEGMENT + 1
+    return {"inputs": _place(spans, spec.inputs_length - 1, rng, words), "targets": [labels[votes * 2 > total]]}
+
+
 def examples(spec: MemoryTaskSpec, split: str, seed: int, data: BuiltinData = DEFAULT_DATA) -> Iterator[dict]:
     """The endless stream of ``spec``'s examples (token ids) for ``split`` and ``seed``."""
     words = lexicon(data)
@@ -198,9 +226,9 @@ def register(spec: MemoryTaskSpec, data: BuiltinData = DEFAULT_DATA) -> str:
     return name
 
 
-# every task at 4 segments of 32 tokens, and the memorisation tasks at 8 (trained on 4, evaluated on 8)
+# every task at 4 segments of 32 tokens; the memorisation and document tasks also at 8 (trained on 4, evaluated on 8)
 DEFAULT_SPECS = tuple(MemoryTaskSpec(task) for task in TASKS) + tuple(
-    MemoryTaskSpec(task, segments=8) for task in ("memorize", "detect", "reasoning")
+    MemoryTaskSpec(task, segments=8) for task in ("memorize", "detect", "reasoning", "long_document")
 )
 for _spec in DEFAULT_SPECS:
     register(_spec)

@@ -42,6 +42,7 @@ from t5x_tl.models.rmt import RecurrentMemory
 from t5x_tl.train.loop import train
 
 log = logging.getLogger("t5x_tl")
+ANSWER_TASKS = ("memorize", "detect", "reasoning", "retrieval", "long_document")  # one-token answers
 VARIANTS = ("rmt", "no_memory", "full_attention", "bptt_1", "no_write")
 # variant -> overrides of the RMT job
 _OVERRIDES = {
@@ -57,9 +58,9 @@ def check_study(study: ConfigDict) -> None:
     """Raises UserError naming an unknown task or variant, an empty list, or too few evaluation examples."""
     if not study.seeds:
         raise UserError("config.seeds must name at least one seed")
-    unknown = sorted(set(study.tasks) - {"memorize", "detect", "reasoning", "retrieval"})
+    unknown = sorted(set(study.tasks) - set(ANSWER_TASKS))
     if unknown or not study.tasks:
-        raise UserError(f"config.tasks={tuple(study.tasks)}: choose from memorize, detect, reasoning, retrieval")
+        raise UserError(f"config.tasks={tuple(study.tasks)}: choose from {ANSWER_TASKS}")
     unknown = sorted(set(study.variants) - set(VARIANTS))
     if unknown or "rmt" not in study.variants:
         raise UserError(f"config.variants={tuple(study.variants)} must include 'rmt' and come from {VARIANTS}")
@@ -182,7 +183,7 @@ def summarise(study: ConfigDict, runs: list[dict]) -> list[dict]:
                 "segment_size": study.train.data.inputs_length if full else rmt.segment_size,
                 "memory_size": 0 if variant in ("no_memory", "full_attention") else rmt.memory_size,
                 "n_segments": 1 if full else rmt.max_segments,
-                "chance": round(100 / study.choices, 1),
+                "chance": round(100 * _spec(study, task, rmt.max_segments).chance, 1),
             }
             for metric in METRICS:
                 values = [r[metric] for r in mine if metric in r]

@@ -72,7 +72,7 @@ def _decoder(cfg: T5Config, s: int, t: int) -> float:
 def memory_forward_flops(cfg: T5Config, kind: str, memory: MemoryConfig, inputs_length: int, targets_length: int):
     """Forward FLOPs of one example through a Recurrent Memory Transformer: every segment at its full
     length (memory, tokens, special and write positions), the decoder on the last segment's encoding."""
-    segmented = targets_length if kind in ("decoder_only", "prefix_lm") else inputs_length
+    segmented = {"decoder_only": targets_length, "prefix_lm": inputs_length + targets_length}.get(kind, inputs_length)
     count, n = memory.num_segments(segmented), memory.sequence_length(kind)
     logits = 2 * memory.segment_size * cfg.d_model * cfg.vocab_size
     if kind in ("decoder_only", "prefix_lm"):

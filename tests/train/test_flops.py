@@ -9,7 +9,8 @@ from flax import nnx
 
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
-from t5x_tl.train.flops import forward_flops, peak_flops_per_device, train_step_flops
+from t5x_tl.models.segments import MemoryConfig
+from t5x_tl.train.flops import forward_flops, memory_forward_flops, peak_flops_per_device, train_step_flops
 
 S, T, B = 64, 32, 2
 
@@ -19,8 +20,8 @@ def _config(feed_forward_proj: str) -> T5Config:
                     num_decoder_layers=2, feed_forward_proj=feed_forward_proj, scan_layers=False)  # fmt: skip
 
 
-def _xla_flops(kind: str, cfg: T5Config) -> float:
-    model = build_model(kind, cfg, nnx.Rngs(0))
+def _xla_flops(kind: str, cfg: T5Config, memory: MemoryConfig | None = None) -> float:
+    model = build_model(kind, cfg, nnx.Rngs(0), memory)
     graphdef, params = nnx.split(model)
     ids = lambda n: jnp.ones((B, n), jnp.int32)
 
@@ -42,6 +43,18 @@ def test_matmul_flops_account_for_what_xla_counts(kind, feed_forward_proj):
     ours = B * forward_flops(cfg, kind, S, T)
     xla = _xla_flops(kind, cfg)
     assert 0.97 * xla <= ours <= xla, (ours, xla)  # XLA also counts norms, softmax and activations
+
+
+@pytest.mark.parametrize("kind", ["encoder_decoder", "decoder_only", "encoder_only"])
+def test_memory_flops_count_every_segment_at_its_full_length(kind):
+    """Unrolled segments (``scan=False``), so that XLA counts each one."""
+    cfg = _config("gated-gelu")
+    memory = MemoryConfig(segment_size=16, memory_size=4, max_segments=4, scan=False)
+    length = T if kind == "decoder_only" else S  # decoder-only segments its targets, the others their inputs
+    ours = B * memory_forward_flops(cfg, kind, memory, S, T)
+    xla = _xla_flops(kind, cfg, memory)
+    assert memory.num_segments(length) == (2 if kind == "decoder_only" else 4)
+    assert 0.95 * xla <= ours <= xla, (ours, xla)
 
 
 def test_a_training_step_is_three_forward_passes():

@@ -1,0 +1,73 @@
+"""An RMT job through the ordinary loop: it trains, its checkpoint records the memory so the model is rebuilt as
+trained, it resumes, and its config is checked before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from t5x_tl.config import load_config_file, validate
+from t5x_tl.errors import UserError
+from t5x_tl.eval.checkpoint_model import load_model
+from t5x_tl.models.rmt import RecurrentMemory
+from t5x_tl.train.checkpointing import read_params
+from t5x_tl.train.loop import evaluate_checkpoint, train
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rmt_memorize.py"
+
+
+def _job(**rmt):
+    cfg = load_config_file(CONFIG)
+    cfg.data.batch_size = 4
+    cfg.train.update(dict(steps=2, eval_every=2, eval_batches=1, log_every=1))
+    cfg.checkpoint.every = 2
+    cfg.model.rmt.update(rmt)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("rmt_job")
+    result = train(_job(), workdir)
+    assert result.step == 2 and result.stopped_by is None
+    return workdir
+
+
+def test_the_checkpoint_records_the_memory_and_rebuilds_the_model(trained):
+    _, _, metadata = read_params(trained / "checkpoints", None)
+    assert metadata["model"]["rmt_memory_size"] == 10
+    assert metadata["memory_config"]["segment_size"] == 32 and metadata["memory_config"]["max_segments"] == 4
+    _, model = load_model(trained)
+    assert isinstance(model, RecurrentMemory) and model.memory[...].shape == (10, 128)
+
+
+def test_a_longer_run_resumes_and_evaluates(trained):
+    cfg = _job()
+    cfg.train.steps = 3
+    assert train(cfg, trained).step == 3
+    scores = evaluate_checkpoint(cfg, trained, split="validation")
+    assert 0.0 <= scores["sequence_accuracy"] <= 1.0
+
+
+def test_a_checkpoint_with_another_memory_size_is_refused(trained):
+    with pytest.raises(UserError, match="another model shape|does not match|builds"):
+        train(_job(memory_size=4), trained)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(pack=True), "config.data.pack=True is invalid"),
+        (dict(inputs_length=160), r"160 input positions need 5 segments .* config.data.inputs_length"),
+        (dict(rmt=dict(segment_size=600)), "beyond max_length=512"),
+        (dict(rmt=dict(align="middle")), "config.model.rmt.align='middle' is invalid"),
+        (dict(rmt=dict(bptt_depth=-1)), "config.model.rmt.bptt_depth=-1 is invalid"),
+    ],
+)
+def test_bad_memory_settings_are_one_clear_error(change, message):
+    cfg = _job(**change.pop("rmt", {}))
+    for key, value in change.items():
+        cfg.data[key] = value
+    with pytest.raises(UserError, match=message):
+        validate(cfg)
