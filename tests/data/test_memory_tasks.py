@@ -66,7 +66,7 @@ def test_reasoning_needs_both_facts_of_the_one_who_took_the_item(words):
         took = [i for name in words.names for i in _find(inputs, [name, *g["took"], item])]
         assert len(took) == 1
         person = inputs[took[0]]
-        assert _find(inputs[: 96], [person, *g["went to"], answer])
+        assert _find(inputs[:96], [person, *g["went to"], answer])
         other_places = [p for p in words.places if p != answer]
         others = [n for n in words.names if n != person]
         assert any(_find(inputs, [n, *g["went to"], p]) for n in others for p in other_places)

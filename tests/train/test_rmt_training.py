@@ -51,7 +51,7 @@ def test_a_longer_run_resumes_and_evaluates(trained):
 
 
 def test_a_checkpoint_with_another_memory_size_is_refused(trained):
-    with pytest.raises(UserError, match="another model shape|does not match|builds"):
+    with pytest.raises(UserError, match="checkpoint of another model shape"):
         train(_job(memory_size=4), trained)
 
 
