@@ -71,3 +71,28 @@ def test_bad_memory_settings_are_one_clear_error(change, message):
         cfg.data[key] = value
     with pytest.raises(UserError, match=message):
         validate(cfg)
+
+
+def test_a_plain_checkpoint_warm_starts_the_backbone_and_only_the_memory_is_new(tmp_path, caplog):
+    plain = _job(segment_size=0)
+    assert train(plain, tmp_path / "plain").step == 2
+    cfg = _job()
+    cfg.checkpoint.init_from = str(tmp_path / "plain")
+    cfg.checkpoint.init_mapping = ((r"backbone/(.*)", r"\1"),)
+    with caplog.at_level("INFO", logger="t5x_tl"):
+        assert train(cfg, tmp_path / "rmt").step == 2
+    report = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Warm start"))
+    assert "1 initialised fresh, 0 pretrained tensors ignored" in report
+    assert "fresh   memory (no pretrained memory)" in report
+
+
+def test_a_decoder_only_rmt_trains_a_language_model_over_segments(tmp_path):
+    cfg = load_config_file(CONFIG.with_name("in_context_learning.py"))
+    cfg.data.batch_size = 4
+    cfg.train.update(dict(steps=2, eval_every=2, eval_batches=1, log_every=1))
+    cfg.checkpoint.every = 2
+    cfg.model.rmt.update(dict(segment_size=16, memory_size=4, max_segments=4))
+    result = train(cfg, tmp_path / "lm")
+    assert result.step == 2 and 0.0 <= result.last_eval["accuracy"] <= 1.0
+    _, model = load_model(tmp_path / "lm")
+    assert isinstance(model, RecurrentMemory) and model.kind == "decoder_only"
