@@ -54,8 +54,9 @@ class RecurrentMemory(nnx.Module):
 
     It keeps the backbone's call signature, so the training step, the evaluator and decoding use it as they use
     the backbone. The eval-time controls ``reset_memory`` (every segment reads the initial memory) and
-    ``memory_permutation`` (the last segment of row ``i`` reads the memory of row ``permutation[i]``) take
-    memory out of the loop or swap it between examples.
+    ``memory_permutation`` (the batch's last segment of row ``i`` reads the memory of row ``permutation[i]``:
+    every row's last segment when rows are right-aligned or equally long) take memory out of the loop or swap
+    it between examples.
     """
 
     def __init__(self, backbone: nnx.Module, kind: str, memory: MemoryConfig, *, rngs: nnx.Rngs):
