@@ -36,9 +36,8 @@ def _model(kind: str = "encoder_decoder", memory: MemoryConfig = MEMORY, **optio
 
 def _with(model: RecurrentMemory, **changes) -> RecurrentMemory:
     """The same parameters under other (non-shape) memory settings."""
-    graphdef, state = nnx.split(model)
     twin = _model(model.kind, dataclasses.replace(model.memory_config, **changes))
-    return nnx.merge(nnx.split(twin)[0], state) if graphdef else twin
+    return nnx.merge(nnx.split(twin)[0], nnx.split(model)[1])
 
 
 def _call(model, tokens, targets=None, **controls) -> np.ndarray:
