@@ -14,6 +14,7 @@ targets of 8 tokens, AdamW, random tokens. Times are medians after warm-up.
 
     pip install torch==2.13.0 transformers   # the CPU build; see README
     python scripts/bench_rmt.py --size=tiny --out=/tmp/bench_rmt.json
+    python scripts/bench_rmt.py --size=base --segment=512 --segments=8,32,128 --dtype=bfloat16   # on a GPU
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--segments", default="2,8,32", help="segment counts for compile time and memory")
     parser.add_argument("--torch_segments", type=int, default=8, help="segments of the step-time comparisons")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="ours: activations")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="bench_rmt.json")
     args = parser.parse_args()
@@ -144,12 +146,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)  # the same cores XLA's CPU client uses
-    cfg = t5_config(args.size, args.vocab)
+    cfg = t5_config(args.size, args.vocab, dtype=args.dtype)
     memory = MemoryConfig(segment_size=args.segment, memory_size=args.memory, max_segments=1024)
     counts = [int(c) for c in args.segments.split(",")]
     result: dict = {"config": vars(args), "device": str(jax.devices()[0]), "by_segments": {}}
     print(f"T5 v1.1 {args.size} encoder-decoder RMT, batch {args.batch}, segments of {args.segment} + "
-          f"{args.memory} memory, targets {args.targets}, float32, AdamW, {result['device']}")  # fmt: skip
+          f"{args.memory} memory, targets {args.targets}, {args.dtype}, AdamW, {result['device']}")  # fmt: skip
     print(f"{'segments':>8}{'compile scan s':>16}{'compile unrolled s':>20}{'ratio':>7}"
           f"{'temp MiB':>10}{'temp MiB remat':>16}{'ratio':>7}")  # fmt: skip
     for count in counts:
