@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from bench_train_step import torch_t5
 from flax import nnx
 
 from t5x_tl.benchmarking import median_seconds
@@ -86,25 +87,8 @@ def seconds_per_step(executable, state: TrainState, batch: dict, repeats: int) -
 def torch_rmt_step(cfg: T5Config, args: argparse.Namespace, segments: int) -> Callable[[], None]:
     """One training step of an RMT loop written in PyTorch over transformers' T5."""
     import torch
-    from transformers import T5Config as HFConfig
-    from transformers import T5ForConditionalGeneration
 
-    hf_cfg = HFConfig(
-        vocab_size=cfg.vocab_size,
-        d_model=cfg.d_model,
-        d_ff=cfg.d_ff,
-        num_heads=cfg.num_heads,
-        d_kv=cfg.d_kv,
-        num_layers=cfg.num_encoder_layers,
-        num_decoder_layers=cfg.num_decoder_layers,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        use_cache=False,
-    )
-    model = T5ForConditionalGeneration(hf_cfg).train()
+    model = torch_t5(cfg)
     memory0 = torch.nn.Parameter(torch.randn(args.memory, cfg.d_model))
     optimizer = torch.optim.AdamW([*model.parameters(), memory0], lr=1e-4)
     batch = batch_of(cfg, args.batch, segments * args.segment, args.targets)

@@ -79,9 +79,8 @@ def ours_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]
     return run
 
 
-def torch_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]:
-    """One transformers T5 AdamW training step per call; gradient checkpointing when ``cfg`` asks for remat."""
-    import torch
+def torch_t5(cfg: T5Config):
+    """transformers' PyTorch ``T5ForConditionalGeneration`` of ``cfg``'s T5 v1.1 shape, random weights, training."""
     from transformers import T5Config as HFConfig
     from transformers import T5ForConditionalGeneration
 
@@ -100,7 +99,14 @@ def torch_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None
         pad_token_id=0,
         use_cache=False,
     )
-    model = T5ForConditionalGeneration(hf_cfg).train()
+    return T5ForConditionalGeneration(hf_cfg).train()
+
+
+def torch_step(cfg: T5Config, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+    """One transformers T5 AdamW training step per call; gradient checkpointing when ``cfg`` asks for remat."""
+    import torch
+
+    model = torch_t5(cfg)
     if cfg.remat_policy != "none":
         model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
