@@ -4,9 +4,10 @@ metric, and tabulate objective x task with the average, beside a model fine-tune
 
 Every run is an ordinary training job: ``<study_dir>/pretrain/<objective>/seed<k>`` and
 ``<study_dir>/finetune/<objective>/<task>/seed<k>`` (``no_pretraining`` for the baseline row). A finished run
-leaves ``result.json`` and is reused; a killed one resumes from its last checkpoint; so rerunning the same
-command continues a stopped study. ``study.json`` records the config, and a directory of another study is
-refused. With ``workers > 1`` runs go to that many processes, each fine-tune as soon as its pretraining ends.
+leaves ``result.json`` (a fine-tune also ``predictions.jsonl``, what it decoded) and is reused; a killed one
+resumes from its last checkpoint; so rerunning the same command continues a stopped study. ``study.json``
+records the config, and a directory of another study is refused. With ``workers > 1`` runs go to that many
+processes, each fine-tune as soon as its pretraining ends.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
 from t5x_tl.experiments import objective_tables
 from t5x_tl.experiments.objective_tables import NO_PRETRAINING
-from t5x_tl.experiments.study_files import claim_study_dir, read_result, write_json, write_results
+from t5x_tl.experiments.study_files import claim_study_dir, read_result, write_json, write_jsonl, write_results
 
 log = logging.getLogger("t5x_tl")
 COMPILATION_CACHE = "compilation_cache"
+PREDICTIONS = "predictions.jsonl"  # each fine-tune's scored examples: inputs, target, greedy prediction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +182,7 @@ def _finetune(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
         batch_size=study.eval_batch_size,
         num_examples=study.eval_examples or None,
     )
+    write_jsonl(job.directory(study_dir) / PREDICTIONS, scored.examples)
     return {
         "objective": job.objective,
         "task": job.task,

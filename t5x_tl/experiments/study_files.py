@@ -31,11 +31,20 @@ def claim_study_dir(study: ConfigDict, study_dir: Path) -> None:
     write_json(record, wanted)
 
 
-def write_json(path: Path, payload: object) -> None:
-    """Writes ``payload`` as JSON through a scratch file and a rename: readers see all of it or nothing."""
+def _write_whole(path: Path, text: str) -> None:
+    """Writes ``text`` through a scratch file and a rename: readers see all of it or nothing."""
     scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps(payload, indent=1))
+    scratch.write_text(text)
     scratch.rename(path)
+
+
+def write_json(path: Path, payload: object) -> None:
+    _write_whole(path, json.dumps(payload, indent=1))
+
+
+def write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    """One JSON object per line."""
+    _write_whole(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def read_result(path: Path) -> dict | None:

@@ -63,6 +63,14 @@ def test_the_study_pretrains_fine_tunes_and_writes_its_table_and_chart(finished)
     assert (finished / "objective_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_fine_tune_keeps_what_it_decoded(finished):
+    run = Job("deshuffling", 0, "synthetic_translation").directory(finished)
+    decoded = [json.loads(line) for line in (run / objective_study.PREDICTIONS).read_text().splitlines()]
+    assert len(decoded) == 8 and all(set(d) == {"inputs", "target", "prediction"} for d in decoded)
+    assert decoded[0]["inputs"].startswith("translate English to Synthetic")
+    assert json.loads((run / "result.json").read_text())["examples"] == len(decoded)
+
+
 def _step0_validation_loss(run_dir: Path) -> float:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return next(r["loss"] for r in records if r["split"] == "validation" and r["step"] == 0)
