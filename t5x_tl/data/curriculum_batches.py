@@ -17,7 +17,7 @@ import numpy as np
 import seqio
 
 from t5x_tl.data.curriculum import Curriculum, Level
-from t5x_tl.data.pipeline import Batch, BatchSpec, converted_dataset
+from t5x_tl.data.pipeline import Batch, BatchSpec, NumpyStream, converted_dataset
 
 
 def level_task(template: str, level: Level) -> str:
@@ -50,7 +50,7 @@ class CurriculumBatches(Iterator[Batch]):
         self._spec = dataclasses.replace(spec, pack=False, shuffle=False, repeat=True, split="train")
         self.batches = 0
         self.consumed: dict[str, int] = {}
-        self._streams: dict[str, Iterator[dict[str, np.ndarray]]] = {}
+        self._streams: dict[str, NumpyStream] = {}
 
     def spec_for(self, level: Level, split: str = "train") -> BatchSpec:
         """The batch spec of one level's task (what the loop validates the naive level with)."""
@@ -60,7 +60,7 @@ class CurriculumBatches(Iterator[Batch]):
         task = level_task(self.template, level)
         if task not in self._streams:
             dataset = converted_dataset(self.spec_for(level)).skip(self.consumed.get(task, 0))
-            self._streams[task] = dataset.as_numpy_iterator()
+            self._streams[task] = NumpyStream(dataset)
         self.consumed[task] = self.consumed.get(task, 0) + 1
         return next(self._streams[task])
 

@@ -17,6 +17,7 @@ import seqio
 from flax import nnx
 from tqdm import tqdm
 
+from t5x_tl.data.pipeline import NumpyStream
 from t5x_tl.errors import UserError
 from t5x_tl.models import decoding
 
@@ -61,7 +62,7 @@ def evaluate(
     dataset = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1)
     if num_examples is not None:
         dataset = dataset.take(num_examples)
-    examples = list(dataset.as_numpy_iterator())
+    examples = list(NumpyStream(dataset))
     if not examples:
         raise UserError(f"split {split!r} of task {task_name!r} has no examples")
     vocabulary = task.output_features["targets"].vocabulary

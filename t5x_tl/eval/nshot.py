@@ -18,6 +18,7 @@ import numpy as np
 import seqio
 from tqdm import tqdm
 
+from t5x_tl.data.pipeline import NumpyStream
 from t5x_tl.errors import UserError
 from t5x_tl.eval import metrics
 from t5x_tl.eval.prompts import Example, Template, demonstration_indices, shuffled_labels
@@ -188,7 +189,7 @@ def task_examples(task_name: str, split: str, limit: int | None = None) -> list[
     text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
     examples = [
         {"inputs": text(e["inputs_pretokenized"]), "targets": text(e["targets_pretokenized"])}
-        for e in dataset.as_numpy_iterator()
+        for e in NumpyStream(dataset)
     ]
     if not examples:
         raise UserError(f"split {split!r} of task {task_name!r} has no examples")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,7 +14,7 @@ import seqio
 import tensorflow as tf
 
 from t5x_tl.data import tasks
-from t5x_tl.data.pipeline import BatchSpec, numpy_batches
+from t5x_tl.data.pipeline import BatchSpec, NumpyStream, numpy_batches
 
 
 def _spec(small_data, **changes) -> BatchSpec:
@@ -167,3 +169,15 @@ def test_unknown_model_kind_is_refused():
 def test_encoder_only_needs_aligned_lengths():
     with pytest.raises(ValueError, match="targets_length=4 must equal inputs_length=8"):
         BatchSpec("any", "train", 8, 4, batch_size=2, seed=0, model_kind="encoder_only")
+
+
+def test_a_dropped_stream_yields_everything_then_is_released_off_the_callers_thread():
+    stream = NumpyStream(tf.data.Dataset.range(5).prefetch(tf.data.AUTOTUNE))
+    assert [int(x) for x in stream] == [0, 1, 2, 3, 4]
+    released_on: list[str] = []
+    weakref.finalize(stream._iterator, lambda: released_on.append(threading.current_thread().name))
+    del stream
+    for thread in threading.enumerate():
+        if thread.name == "release tf.data iterator":
+            thread.join(timeout=60)
+    assert released_on == ["release tf.data iterator"]
