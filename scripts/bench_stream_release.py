@@ -3,8 +3,8 @@
 Each trial reads ``--batches`` batches of the objective study's QA fine-tuning stream (``synthetic_qa``,
 256 / 16, batch 16, packed) while the main thread keeps both cores busy after every batch with five
 1024 x 1024 matrix products, as a training step would, then drops the stream and times how long the drop
-holds the caller. A training job drops one stream at its end and its validation
-stream at its start, so this is what every job of a study pays twice.
+holds the caller. A training job drops its validation stream at its start and its training stream at its
+end, and a study's fine-tune then drops its decoding stream: each job pays this two or three times.
 
     python scripts/bench_stream_release.py --trials=12 --out=/tmp/bench_stream_release.json
 """
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ from t5x_tl.data.downstream import qa, registry  # registry registers the synthe
 from t5x_tl.data.pipeline import BatchSpec, NumpyStream, batched_dataset, hide_accelerators_from_tensorflow
 
 
-def drop_seconds(open_stream, trials: int, batches: int) -> list[float]:
+def drop_seconds(open_stream: Callable[[], Iterator], trials: int, batches: int) -> list[float]:
     """Seconds the caller waits on ``del`` of each trial's stream, after reading ``batches`` from it."""
     step = jax.jit(lambda a: jnp.tanh(a @ a) @ a)
     weights = jnp.ones((1024, 1024))

@@ -160,9 +160,9 @@ def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
 class NumpyStream(Iterator[Batch]):
     """A dataset's elements as numpy, released without blocking whoever drops the stream.
 
-    Destroying a tf.data iterator waits for its autotuning thread, which sleeps between rounds: 0 to 8 seconds
-    measured at the end of a training job on 2 cores. A dropped stream is destroyed on a thread of its own
-    instead (not a daemon: the interpreter joins it before exiting).
+    Destroying a tf.data iterator waits for its autotuning thread, which sleeps between rounds: up to 2.4 s
+    a drop in ``scripts/bench_stream_release.py`` on 2 cores. A dropped stream is destroyed on a thread of its
+    own instead (not a daemon: the interpreter joins it before exiting).
     """
 
     def __init__(self, dataset: tf.data.Dataset):
