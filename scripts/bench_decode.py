@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds
+from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.models import decoding
 from t5x_tl.models.hf_convert import config_to_hf, params_to_hf
 from t5x_tl.models.sizes import t5_config
@@ -53,7 +52,7 @@ def main() -> None:
     import torch
     import transformers
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    run_torch_as_xla_cpu_runs()
     cfg = t5_config(args.size, args.vocab)
     model = EncoderDecoder(cfg, rngs=nnx.Rngs(0))
     prompts = jnp.asarray(np.random.default_rng(0).integers(2, args.vocab, (args.batch, args.prompt)), jnp.int32)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 
 from bench_train_step import add_model_arguments, ours_state_and_step, synthetic_batch, torch_step
 
+from t5x_tl.benchmarking import run_torch_as_xla_cpu_runs
 from t5x_tl.models.sizes import t5_config
 
 SIDES = ("t5x_tl", "transformers_torch")
@@ -41,9 +41,7 @@ def child(args: argparse.Namespace) -> dict:
 
         del state
     else:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
+        run_torch_as_xla_cpu_runs()
         run = torch_step(cfg, batch)
     for _ in range(2):
         run()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 
@@ -33,7 +32,7 @@ import optax
 from bench_train_step import torch_t5
 from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds
+from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
 from t5x_tl.models.segments import MemoryConfig
@@ -127,9 +126,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench_rmt.json")
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)  # the same cores XLA's CPU client uses
+    run_torch_as_xla_cpu_runs()
     cfg = t5_config(args.size, args.vocab, dtype=args.dtype)
     memory = MemoryConfig(segment_size=args.segment, memory_size=args.memory, max_segments=1024)
     counts = [int(c) for c in args.segments.split(",")]

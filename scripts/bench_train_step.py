@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 
 import jax
@@ -22,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds
+from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
@@ -140,9 +139,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench_train_step.json")
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)  # the same cores XLA's CPU client uses
+    run_torch_as_xla_cpu_runs()
     cfg = t5_config(args.size, args.vocab, remat_policy=args.remat_policy, scan_layers=bool(args.scan_layers))
     batch = synthetic_batch(cfg, args.batch, args.inputs, args.targets)
     tokens = args.batch * (args.inputs + args.targets)

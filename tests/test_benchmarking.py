@@ -1,10 +1,16 @@
-"""The benchmarks' timing helper: warm-up calls are not timed, and the median resists one slow outlier."""
+"""The benchmarks' shared parts: warm-up calls are not timed, the median resists one slow outlier, and PyTorch
+runs on the terms XLA:CPU runs on."""
 
 from __future__ import annotations
 
+import os
 import time
 
-from t5x_tl.benchmarking import median_seconds
+import jax
+import numpy as np
+import torch
+
+from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
 
 
 def test_median_skips_warmup_and_ignores_an_outlier():
@@ -16,6 +22,21 @@ def test_median_skips_warmup_and_ignores_an_outlier():
 
     assert median_seconds(fn, repeats=5, warmup=1) < 0.05
     assert len(calls) == 6
+
+
+def test_torch_is_given_the_denormal_flushing_that_xla_cpu_applies():
+    denormal = np.float32(1e-39)  # below float32's smallest normal number, 1.2e-38
+    assert jax.jit(lambda x: x * 1)(denormal) == 0.0  # XLA:CPU flushes it
+    threads = torch.get_num_threads()
+    try:
+        torch.set_flush_denormal(False)
+        assert torch.tensor([denormal]).mul(1).item() != 0.0  # PyTorch's default keeps it
+        run_torch_as_xla_cpu_runs()
+        assert torch.tensor([denormal]).mul(1).item() == 0.0
+        assert torch.get_num_threads() == os.cpu_count()
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
 
 
 def test_the_curriculum_data_benchmark_runs_and_reports_every_rate(tmp_path):
