@@ -25,14 +25,15 @@ def test_median_skips_warmup_and_ignores_an_outlier():
 
 
 def test_torch_is_given_the_denormal_flushing_that_xla_cpu_applies():
-    denormal = np.float32(1e-39)  # below float32's smallest normal number, 1.2e-38
-    assert jax.jit(lambda x: x * 1)(denormal) == 0.0  # XLA:CPU flushes it
+    small, tenth = np.float32(1e-38), np.float32(0.1)  # float32's smallest normal number is 1.2e-38
+    assert small * tenth != 0.0  # the exact product, 1e-39, is denormal
+    assert jax.jit(lambda x: x * tenth)(small) == 0.0  # XLA:CPU flushes it
     threads = torch.get_num_threads()
     try:
         torch.set_flush_denormal(False)
-        assert torch.tensor([denormal]).mul(1).item() != 0.0  # PyTorch's default keeps it
+        assert torch.tensor([small]).mul(tenth).item() != 0.0  # PyTorch's default keeps it
         run_torch_as_xla_cpu_runs()
-        assert torch.tensor([denormal]).mul(1).item() == 0.0
+        assert torch.tensor([small]).mul(tenth).item() == 0.0
         assert torch.get_num_threads() == os.cpu_count()
     finally:
         torch.set_flush_denormal(False)
