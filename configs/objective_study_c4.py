@@ -36,7 +36,6 @@ def get_config():
     study.eval_batch_size = 128
     for job in (study.pretrain, study.finetune):
         job.model.size = "base"
-        job.model.scan_layers = True  # 12 + 12 layers: one compiled body (the miniature unrolls its 2 + 2)
         job.model.dtype = "bfloat16"
         job.data.task_modules = TASK_MODULES
         job.data.batch_size = 128
