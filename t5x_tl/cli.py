@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from t5x_tl.console import configure_logging
 from t5x_tl.errors import UserError
+from t5x_tl.host_allocator import keep_freed_host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go; an existing one is resumed.")
@@ -24,6 +25,7 @@ def _train(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; pass values as --config.KEY=VALUE")
     configure_logging()
+    keep_freed_host_memory()  # before JAX starts its CPU client
     from t5x_tl.train.loop import train
 
     try:

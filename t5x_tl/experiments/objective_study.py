@@ -238,8 +238,10 @@ def _worker_start(cache: Path) -> None:
     """A worker leaves Ctrl-C to the training job it runs (which saves a checkpoint and stops)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from t5x_tl.console import configure_logging
+    from t5x_tl.host_allocator import keep_freed_host_memory
 
     configure_logging()
+    keep_freed_host_memory()
     compilation_cache(cache).__enter__()  # for the worker's lifetime
 
 

@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from t5x_tl.console import configure_logging
 from t5x_tl.errors import UserError
+from t5x_tl.host_allocator import keep_freed_host_memory
 
 
 def run(default_config: str, driver: str) -> None:
@@ -25,6 +26,7 @@ def run(default_config: str, driver: str) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments {argv[1:]}")
         configure_logging()
+        keep_freed_host_memory()  # before JAX starts its CPU client
         try:
             importlib.import_module(driver).run_study(config.value, study_dir.value)
         except UserError as error:
