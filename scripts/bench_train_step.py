@@ -2,7 +2,8 @@
 
 Both sides train the same configuration (T5 v1.1 small by default, batch 8, inputs 512, targets 114,
 float32) with AdamW on random tokens; times are medians over timed steps after warm-up (JAX compilation
-excluded). MFU is model FLOPs (analytic) per second over a float32 matmul peak measured in this run.
+excluded). MFU is model FLOPs (analytic) per second over a float32 matmul peak measured in this run. The
+process keeps freed host memory as ``t5x_tl-train`` does (``--host_allocator=kept``); both sides share it.
 
     pip install torch==2.13.0 transformers   # the CPU build; see README
     python scripts/bench_train_step.py --size=small --steps=5 --out=/tmp/bench_train_step.json
@@ -22,6 +23,7 @@ import optax
 from flax import nnx
 
 from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.host_allocator import keep_freed_host_memory
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
@@ -135,10 +137,13 @@ def main() -> None:
     add_model_arguments(parser)
     parser.add_argument("--remat_policy", default="none", help="ours: a REMAT_POLICIES name; torch: checkpointing")
     parser.add_argument("--scan_layers", type=int, choices=(0, 1), default=1, help="ours: 1 scan, 0 unrolled loop")
+    parser.add_argument("--host_allocator", choices=("kept", "glibc_default"), default="kept")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="bench_train_step.json")
     args = parser.parse_args()
 
+    if args.host_allocator == "kept" and not keep_freed_host_memory():
+        raise SystemExit("this C library has no mallopt: rerun with --host_allocator=glibc_default")
     run_torch_as_xla_cpu_runs()
     cfg = t5_config(args.size, args.vocab, remat_policy=args.remat_policy, scan_layers=bool(args.scan_layers))
     batch = synthetic_batch(cfg, args.batch, args.inputs, args.targets)
@@ -161,7 +166,8 @@ def main() -> None:
         "speedup": theirs / ours,
     }
     print(f"T5 v1.1 {args.size}, batch {args.batch}, {args.inputs}/{args.targets}, float32, AdamW, "
-          f"remat {args.remat_policy}, scan_layers {args.scan_layers}, {result['device']}")  # fmt: skip
+          f"remat {args.remat_policy}, scan_layers {args.scan_layers}, host allocator {args.host_allocator}, "
+          f"{result['device']}")  # fmt: skip
     print(f"matmul peak: jax {peak['jax'] / 1e9:.1f} GFLOP/s, torch {peak['torch'] / 1e9:.1f} GFLOP/s")
     print(f"{'':22}{'step s':>10}{'tokens/s':>12}{'MFU':>8}")
     for name in ("t5x_tl", "transformers_torch"):

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from t5x_tl.platform import compiler_options
 
@@ -23,8 +24,8 @@ def test_cpu_options_are_accepted_and_keep_results():
     np.testing.assert_allclose(jax.jit(grad, compiler_options=options)(x), jax.jit(grad)(x), rtol=1e-4, atol=1e-6)
 
 
-def _page_faults_of_reused_buffers(keep: bool) -> int:
-    """Minor page faults of 20 rounds of malloc, fill and free of 64 MiB (as XLA:CPU's step buffers are), in a
+def _page_faults_of_reused_buffers(keep: bool, block: int, rounds: int) -> int:
+    """Minor page faults of rounds of malloc, fill and free of a block (as XLA:CPU's step buffers are), in a
     fresh process; through libc directly, as numpy asks for huge pages of its own."""
     code = f"""
 import ctypes, ctypes.util, resource
@@ -35,12 +36,12 @@ libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 def round_trip():
-    block = libc.malloc(64 << 20)
-    ctypes.memset(block, 1, 64 << 20)
+    block = libc.malloc({block})
+    ctypes.memset(block, 1, {block})
     libc.free(block)
 round_trip()  # the first round faults its pages in either way
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
+for _ in range({rounds}):
     round_trip()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -48,7 +49,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return int(done.stdout.split()[-1])
 
 
-def test_kept_host_memory_is_reused_instead_of_faulted_in_again():
-    pages = 20 * (64 << 20) // 4096  # what refaulting every round's pages would cost
-    assert _page_faults_of_reused_buffers(keep=False) > pages // 2  # glibc maps and unmaps each 64 MiB block
-    assert _page_faults_of_reused_buffers(keep=True) < pages // 20
+@pytest.mark.parametrize(
+    "block, rounds",
+    [(64 << 20, 20), (1280 << 20, 3)],  # a buffer of the tiny T5's step; a temporary block of T5-small's (> 1 GiB)
+)
+def test_kept_host_memory_is_reused_instead_of_faulted_in_again(block: int, rounds: int):
+    pages = rounds * block // 4096  # what refaulting every round's pages would cost
+    assert _page_faults_of_reused_buffers(False, block, rounds) > pages // 2  # glibc maps and unmaps each block
+    assert _page_faults_of_reused_buffers(True, block, rounds) < pages // 20
