@@ -4,7 +4,7 @@ transformers' ``generate`` on the same weights, side by side in one run.
     python scripts/bench_decode.py --size=small --batch=8 --prompt=128 --new_tokens=128 --out=/tmp/bench_decode.json
 
 Every side generates exactly ``new_tokens`` tokens (EOS does not stop it); times are medians after a warm-up
-(compilation excluded).
+(compilation excluded), the three sides called in turn.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import interleaved_median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.models import decoding
 from t5x_tl.models.hf_convert import config_to_hf, params_to_hf
 from t5x_tl.models.sizes import t5_config
@@ -58,10 +58,6 @@ def main() -> None:
     prompts = jnp.asarray(np.random.default_rng(0).integers(2, args.vocab, (args.batch, args.prompt)), jnp.int32)
     n = args.new_tokens
 
-    cached_s = median_seconds(
-        lambda: decoding.greedy_decode(model, prompts, n, eos_id=None).block_until_ready(), args.repeats
-    )
-    uncached_s = median_seconds(lambda: uncached_greedy(model, prompts, n).block_until_ready(), args.repeats)
     hf_cfg = transformers.T5Config(**{**config_to_hf(cfg), "dropout_rate": 0.0})
     reference = transformers.T5ForConditionalGeneration(hf_cfg).eval()
     state = {
@@ -77,7 +73,13 @@ def main() -> None:
                 input_ids=torch_prompts, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1
             )
 
-    hf_s = median_seconds(generate, args.repeats)
+    sides = {
+        "cached": lambda: decoding.greedy_decode(model, prompts, n, eos_id=None).block_until_ready(),
+        "uncached": lambda: uncached_greedy(model, prompts, n).block_until_ready(),
+        "hf": generate,
+    }
+    seconds = interleaved_median_seconds(sides, args.repeats)
+    cached_s, uncached_s, hf_s = seconds["cached"], seconds["uncached"], seconds["hf"]
     tokens = args.batch * n
     result = {
         "config": vars(args),

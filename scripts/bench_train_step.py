@@ -2,8 +2,9 @@
 
 Both sides train the same configuration (T5 v1.1 small by default, batch 8, inputs 512, targets 114,
 float32) with AdamW on random tokens; times are medians over timed steps after warm-up (JAX compilation
-excluded). MFU is model FLOPs (analytic) per second over a float32 matmul peak measured in this run. The
-process keeps freed host memory as ``t5x_tl-train`` does (``--host_allocator=kept``); both sides share it.
+excluded), the two sides' steps taken in turn. MFU is model FLOPs (analytic) per second over a float32 matmul
+peak measured in this run. The process keeps freed host memory as ``t5x_tl-train`` does
+(``--host_allocator=kept``); both sides share it.
 
     pip install torch==2.13.0 transformers   # the CPU build; see README
     python scripts/bench_train_step.py --size=small --steps=5 --out=/tmp/bench_train_step.json
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import interleaved_median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.host_allocator import keep_freed_host_memory
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
@@ -39,10 +40,11 @@ def matmul_peak_flops(n: int = 2048, steps: int = 10) -> dict[str, float]:
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     matmul = jax.jit(lambda x: x @ x)
-    jax_s = median_seconds(lambda: matmul(a).block_until_ready(), steps, warmup=2)
     t = torch.randn(n, n)
-    torch_s = median_seconds(lambda: t @ t, steps, warmup=2)
-    return {"jax": 2 * n**3 / jax_s, "torch": 2 * n**3 / torch_s}
+    seconds = interleaved_median_seconds(
+        {"jax": lambda: matmul(a).block_until_ready(), "torch": lambda: t @ t}, steps, 2
+    )
+    return {side: 2 * n**3 / s for side, s in seconds.items()}
 
 
 def synthetic_batch(cfg: T5Config, batch: int, inputs: int, targets: int) -> dict[str, np.ndarray]:
@@ -150,8 +152,9 @@ def main() -> None:
     tokens = args.batch * (args.inputs + args.targets)
     flops = train_step_flops(cfg, args.batch, args.inputs, args.targets)
     peak = matmul_peak_flops()
-    ours = median_seconds(ours_step(cfg, batch), args.steps)
-    theirs = median_seconds(torch_step(cfg, batch), args.steps)
+    steps = {"ours": ours_step(cfg, batch), "theirs": torch_step(cfg, batch)}
+    seconds = interleaved_median_seconds(steps, args.steps)
+    ours, theirs = seconds["ours"], seconds["theirs"]
     result = {
         "config": vars(args),
         "device": str(jax.devices()[0]),

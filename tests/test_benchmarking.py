@@ -1,5 +1,5 @@
-"""The benchmarks' shared parts: warm-up calls are not timed, the median resists one slow outlier, and PyTorch
-runs on the terms XLA:CPU runs on."""
+"""The benchmarks' shared parts: warm-up calls are not timed, the median resists one slow outlier, sides compared
+are timed in turn, and PyTorch runs on the terms XLA:CPU runs on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import torch
 
-from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import interleaved_median_seconds, median_seconds, run_torch_as_xla_cpu_runs
 
 
 def test_median_skips_warmup_and_ignores_an_outlier():
@@ -22,6 +22,23 @@ def test_median_skips_warmup_and_ignores_an_outlier():
 
     assert median_seconds(fn, repeats=5, warmup=1) < 0.05
     assert len(calls) == 6
+
+
+def test_sides_are_timed_in_turn_so_a_slowdown_falls_on_both():
+    calls: list[str] = []
+    slow_from = 6  # the machine slows down for good partway through (two warm-up calls, then 2 of 4 rounds)
+
+    def side(name: str):
+        def fn() -> None:
+            calls.append(name)
+            time.sleep(0.05 if len(calls) > slow_from else 0.001)
+
+        return fn
+
+    seconds = interleaved_median_seconds({"a": side("a"), "b": side("b")}, repeats=4, warmup=1)
+    assert calls == ["a", "b"] * 5
+    # run one after the other, "b" would take every slow call and "a" none; in turn, each takes two of four
+    assert 0.02 < seconds["a"] < 0.06 and 0.02 < seconds["b"] < 0.06
 
 
 def test_torch_is_given_the_denormal_flushing_that_xla_cpu_applies():

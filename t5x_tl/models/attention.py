@@ -73,8 +73,10 @@ class RelativePositionBias(nnx.Module):
         buckets_QxK = relative_position_buckets(
             relative_QxK, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
         )
-        bias_QxKxH = jnp.take(self.embedding[...], buckets_QxK, axis=0)
-        return jnp.transpose(bias_QxKxH, (2, 0, 1))[None].astype(self.dtype)
+        # A one-hot contraction instead of a gather (as T5X does): the gather's gradient, summed over the batch
+        # and every layer, went through a scatter whose fused transpose took 6% of a T5-small step on CPU.
+        one_hot_NxQxK = (buckets_QxK[None] == jnp.arange(self.num_buckets)[:, None, None]).astype(self.dtype)
+        return jnp.einsum("nh,nqk->hqk", self.embedding[...].astype(self.dtype), one_hot_NxQxK)[None]
 
 
 def segment_mask(query_segments_BxQ: jax.Array, key_segments_BxK: jax.Array) -> jax.Array:
