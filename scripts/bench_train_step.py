@@ -4,11 +4,15 @@ Both sides train the same configuration (T5 v1.1 small by default, batch 8, inpu
 float32) with AdamW on random tokens; times are medians over timed steps after warm-up (JAX compilation
 excluded), the two sides' steps taken in turn. MFU is model FLOPs (analytic) per second over a float32 matmul
 peak measured in this run. The process keeps freed host memory as ``t5x_tl-train`` does
-(``--host_allocator=kept``); both sides share it.
+(``--host_allocator=kept``); both sides share it, and the heap takes a few rounds to settle (in the first
+rounds after PyTorch's first step, the XLA step faulted in up to 2.8 GB of new pages), hence ``--warmup=3``.
 
     pip install torch==2.13.0 transformers   # the CPU build; see README
     python scripts/bench_train_step.py --size=small --steps=5 --out=/tmp/bench_train_step.json
-    python scripts/bench_train_step.py --size=base --steps=2 --out=/tmp/bench_train_step_base.json
+    python scripts/bench_train_step.py --size=base --steps=2 --in_turn=0 --out=/tmp/bench_train_step_base.json
+
+Taken in turn, the base sides hold both models' activations and did not fit in 24 GiB (killed at 24.4 GB
+resident); ``--in_turn=0`` runs one side after the other.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from t5x_tl.benchmarking import interleaved_median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import interleaved_median_seconds, median_seconds, run_torch_as_xla_cpu_runs
 from t5x_tl.host_allocator import keep_freed_host_memory
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.sizes import t5_config
@@ -140,7 +144,13 @@ def main() -> None:
     parser.add_argument("--remat_policy", default="none", help="ours: a REMAT_POLICIES name; torch: checkpointing")
     parser.add_argument("--scan_layers", type=int, choices=(0, 1), default=1, help="ours: 1 scan, 0 unrolled loop")
     parser.add_argument("--host_allocator", choices=("kept", "glibc_default"), default="kept")
+    parser.add_argument(
+        "--in_turn", type=int, choices=(0, 1), default=1, help="0: one side after the other, when both do not fit"
+    )
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed rounds: the first compiles, the next let the heap settle"
+    )
     parser.add_argument("--out", default="bench_train_step.json")
     args = parser.parse_args()
 
@@ -152,8 +162,12 @@ def main() -> None:
     tokens = args.batch * (args.inputs + args.targets)
     flops = train_step_flops(cfg, args.batch, args.inputs, args.targets)
     peak = matmul_peak_flops()
-    steps = {"ours": ours_step(cfg, batch), "theirs": torch_step(cfg, batch)}
-    seconds = interleaved_median_seconds(steps, args.steps)
+    sides = {"ours": ours_step, "theirs": torch_step}
+    if args.in_turn:
+        steps = {k: make(cfg, batch) for k, make in sides.items()}
+        seconds = interleaved_median_seconds(steps, args.steps, args.warmup)
+    else:  # one side's model and activations freed before the other's are made
+        seconds = {k: median_seconds(make(cfg, batch), args.steps, args.warmup) for k, make in sides.items()}
     ours, theirs = seconds["ours"], seconds["theirs"]
     result = {
         "config": vars(args),
