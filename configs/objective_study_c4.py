@@ -6,6 +6,8 @@ python scripts/launch.py tpu --tpu=my-pod --zone=... --repo=~/t5x_tl --script=sc
   --config=configs/objective_study_c4.py --study_dir=gs://my-bucket/objective_study
 
 The same driver as the miniature (configs/objective_study.py); only the corpus, tasks, model and budgets differ.
+C4 goes through T5's document concatenation, and the vocabulary has 256 sentinels instead of T5's 100, so that
+i.i.d. replace spans at 25% and 50% run with inputs 512 (t5x_tl.data.c4_study_tasks says why).
 """
 
 from pathlib import Path

@@ -318,9 +318,19 @@ def _largest_chunk(fits: Callable[[int], bool]) -> int:
     return low
 
 
+def _positive_length(key: str, value: object, name: str) -> int:
+    """``value`` as a feature length, or a ValueError naming it: lengths count tokens, so only positive integers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"{key}={value!r} ({type(value).__name__}) is invalid for {name}: it must be a positive integer"
+        )
+    return int(value)
+
+
 def _plan(name: str, params: Mapping[str, float], inputs_length: int) -> tuple[int, ChunkLengths]:
     """The raw chunk length for ``inputs_length`` and the most its corrupted chunks take."""
     spec, resolved = _resolve(name, params)
+    inputs_length = _positive_length("inputs_length", inputs_length, name)
 
     def fits(length: int) -> bool:
         return spec.chunk_lengths(length, **resolved).inputs + 1 <= inputs_length
@@ -344,6 +354,12 @@ def objective_lengths(name: str, params: Mapping[str, float], inputs_length: int
     return raw_length, most.targets + 1
 
 
+def objective_sentinels(name: str, params: Mapping[str, float], inputs_length: int) -> int:
+    """The most sentinels one example of the objective may use at ``inputs_length``: the vocabulary's
+    ``extra_ids`` must be at least this (i.i.d. replace spans at 50% with inputs 512 needs 256)."""
+    return _plan(name, params, inputs_length)[1].sentinels
+
+
 def _checked_raw_length(
     name: str,
     params: Mapping[str, float],
@@ -354,8 +370,11 @@ def _checked_raw_length(
     inputs_length = (sequence_length or {}).get("inputs")
     if inputs_length is None:
         raise ValueError(f"{name} needs sequence_length['inputs'] to size its chunks")
+    inputs_length = _positive_length("sequence_length['inputs']", inputs_length, name)
     raw_length, most = _plan(name, params, inputs_length)
     targets_length = sequence_length.get("targets")
+    if targets_length is not None:
+        targets_length = _positive_length("sequence_length['targets']", targets_length, name)
     if targets_length is not None and targets_length < most.targets + 1:
         raise ValueError(
             f"sequence_length['targets']={targets_length} is too short for {name} with inputs {inputs_length}: "
@@ -364,7 +383,8 @@ def _checked_raw_length(
     if most.sentinels > vocabulary.extra_ids:
         raise ValueError(
             f"sequence_length['inputs']={inputs_length} is too long for {name}: an example may need "
-            f"{most.sentinels} sentinels but the vocabulary has extra_ids={vocabulary.extra_ids}"
+            f"{most.sentinels} sentinels but the vocabulary has extra_ids={vocabulary.extra_ids}; give the "
+            f"vocabulary at least {most.sentinels} extra_ids or shorten the inputs"
         )
     return raw_length
 

@@ -17,6 +17,7 @@ import seqio
 import tensorflow as tf
 
 from t5x_tl.data import tasks
+from t5x_tl.data.concatenation import concatenate_documents
 from t5x_tl.data.objectives import objective_preprocessor, objective_variants
 from t5x_tl.data.tasks import BuiltinData
 
@@ -44,11 +45,22 @@ def variants_by_name() -> dict[str, tuple[str, dict[str, float]]]:
     return {variant_name(objective, params): (objective, params) for objective, params in objective_variants()}
 
 
-def register_objective_tasks(source_name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary) -> list[str]:
-    """Registers every objective x variant over ``source`` (which yields a ``text`` feature); idempotent."""
+# task name -> (objective, parameters) of every task registered here, so a job can derive its targets length
+OBJECTIVE_OF_TASK: dict[str, tuple[str, dict[str, float]]] = {}
+
+
+def register_objective_tasks(
+    source_name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary, *, concatenate: bool = False
+) -> list[str]:
+    """Registers every objective x variant over ``source`` (which yields a ``text`` feature); idempotent.
+
+    ``concatenate``: T5's document concatenation before the objective (t5x_tl.data.concatenation), as T5 did on
+    C4; otherwise every example comes from one document.
+    """
     if not source_name.isidentifier():
         raise ValueError(f"source_name must be letters, digits and underscores, got {source_name!r}")
     features = {key: seqio.Feature(vocabulary, add_eos=True, required=False) for key in ("inputs", "targets")}
+    before = [concatenate_documents] if concatenate else []
     names = []
     for objective, params in objective_variants():
         name = variant_task_name(source_name, objective, params)
@@ -56,10 +68,12 @@ def register_objective_tasks(source_name: str, source: seqio.DataSource, vocabul
             preprocessors = [
                 functools.partial(seqio.preprocessors.rekey, key_map={"inputs": None, "targets": "text"}),
                 seqio.preprocessors.tokenize,
+                *before,
                 objective_preprocessor(objective, **params),
                 seqio.preprocessors.append_eos_after_trim,
             ]
             seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
+        OBJECTIVE_OF_TASK[name] = (objective, params)
         names.append(name)
     return names
 
@@ -110,8 +124,9 @@ def local_text_source(split_to_pattern: Mapping[str, str]) -> seqio.DataSource:
 
 
 def register_c4_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
-    """Every objective x variant over C4, tokenized with the caller's vocabulary (a SentencePiece model on pods)."""
-    return register_objective_tasks("c4", c4_source(), vocabulary)
+    """Every objective x variant over C4, tokenized with the caller's vocabulary (a SentencePiece model on pods),
+    with T5's document concatenation."""
+    return register_objective_tasks("c4", c4_source(), vocabulary, concatenate=True)
 
 
 def register_builtin_tasks(data: BuiltinData | None = None) -> list[str]:

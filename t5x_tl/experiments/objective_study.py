@@ -28,7 +28,7 @@ import seqio
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from t5x_tl.data.objectives import objective_lengths
+from t5x_tl.data.objectives import objective_lengths, objective_sentinels
 from t5x_tl.data.pretraining_tasks import variants_by_name
 from t5x_tl.data.task_modules import import_task_modules
 from t5x_tl.errors import UserError
@@ -78,7 +78,7 @@ def check_study(study: ConfigDict) -> None:
     import_task_modules(study.pretrain.data.task_modules, "config.pretrain.data.task_modules")
     import_task_modules(study.finetune.data.task_modules, "config.finetune.data.task_modules")
     for name in study.objectives:
-        pretraining_task(study, name)
+        _check_sentinels(study, name)
     for name, task in study.tasks.items():
         try:
             registered = seqio.get_mixture_or_task(name)
@@ -95,6 +95,24 @@ def check_study(study: ConfigDict) -> None:
                 f"config.tasks.{name}.metrics={tuple(task.metrics)} is invalid: name the metrics averaged into its "
                 f"score, from the {sorted(reported)} the task reports"
             )
+
+
+def _check_sentinels(study: ConfigDict, objective: str) -> None:
+    """Raises UserError if an example of ``objective`` may need more sentinels than its task's vocabulary has."""
+    vocabulary = seqio.get_mixture_or_task(pretraining_task(study, objective)).output_features["targets"].vocabulary
+    name, params = variants_by_name()[objective]
+    inputs_length = study.pretrain.data.inputs_length
+    try:
+        needed = objective_sentinels(name, params, inputs_length)
+    except ValueError as error:
+        raise UserError(f"config.pretrain.data.inputs_length: {error}") from error
+    if needed > vocabulary.extra_ids:
+        raise UserError(
+            f"objective {objective} with config.pretrain.data.inputs_length={inputs_length} may need {needed} "
+            f"sentinels, but the vocabulary of {pretraining_task(study, objective)} has extra_ids="
+            f"{vocabulary.extra_ids}: shorten the inputs, drop the objective, or register its tasks with a "
+            f"vocabulary of at least {needed} extra ids"
+        )
 
 
 def _metric_names(task: seqio.Task, split: str) -> set[str]:

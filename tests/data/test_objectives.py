@@ -239,6 +239,17 @@ def test_impossible_settings_are_clear_errors(build, message):
         build()
 
 
+@pytest.mark.parametrize("length", ["512", 512.5, 512.0, True, 0, -3])
+@pytest.mark.parametrize("feature", ["inputs", "targets"])
+def test_sequence_lengths_that_are_not_positive_integers_are_clear_errors(feature, length):
+    lengths = {"inputs": 64, "targets": 64, feature: length}
+    with pytest.raises(ValueError, match=rf"sequence_length\['{feature}'\]=.* must be a positive integer"):
+        objective_preprocessor("random_spans")(tf.data.Dataset.range(0), lengths, FEATURES)
+    if feature == "inputs":
+        with pytest.raises(ValueError, match=r"inputs_length=.* must be a positive integer"):
+            objective_lengths("iid_drop_tokens", {}, length)
+
+
 @pytest.mark.parametrize("name", list(OBJECTIVES))
 def test_outputs_are_a_function_of_the_seed(name):
     documents = [list(range(3, 200))]

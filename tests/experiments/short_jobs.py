@@ -16,7 +16,11 @@ def shorten(job: ConfigDict, *, batch_size: int, steps: int, eval_every: int, lo
 
 
 def overridden(study: ConfigDict, overrides: Mapping[str, Any]) -> ConfigDict:
-    """``study`` with top-level keys replaced (the tests' bad values)."""
+    """``study`` with keys replaced (the tests' bad values); a dotted key names a nested one."""
     for key, value in overrides.items():
-        study[key] = value
+        *parents, name = key.split(".")
+        node = study
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
     return study

@@ -165,6 +165,11 @@ def test_every_pretraining_comes_before_its_fine_tunes():
         ({"corpus": "c4"}, "no pretraining task 'c4_random_spans_d15_s3'"),
         ({"eval_split": "dev"}, "config.eval_split='dev'"),
         ({"workers": 0}, "config.workers=0"),
+        (
+            {"objectives": ("iid_replace_spans_d50",), "pretrain.data.inputs_length": 512},
+            "iid_replace_spans_d50 with config.pretrain.data.inputs_length=512 may need 256 sentinels, but the "
+            "vocabulary of builtin_iid_replace_spans_d50 has extra_ids=100",
+        ),
     ],
 )
 def test_bad_studies_are_refused_before_anything_runs(tmp_path, overrides, message):
@@ -230,7 +235,8 @@ def test_the_pod_study_config_names_registered_tasks_and_metrics(monkeypatch, sm
     for objective in study.objectives:
         assert objective_study.pretraining_task(study, objective) == f"c4_{objective}"
     with tfds.testing.mock_data(num_examples=2):
-        check_study(study)  # every task registered, and each names metrics its task reports
+        check_study(study)  # every task registered, with sentinels enough, and each names metrics its task reports
+    assert c4_study_tasks.VOCABULARY.extra_ids == 256  # i.i.d. replace spans at 50% with inputs 512 needs 256
     monkeypatch.delenv(c4_study_tasks.VOCABULARY_VARIABLE)
     with pytest.raises(UserError, match="set \\$T5X_TL_SENTENCEPIECE_MODEL"):
         c4_study_tasks.vocabulary()
