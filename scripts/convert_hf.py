@@ -29,8 +29,8 @@ def export(workdir: Path, out: Path, step: int | None) -> None:
     save_hf_directory(out, cfg, params, kind)
     print(f"exported step {step} of {workdir} to {out} (config.json, model.safetensors)")
     if kind == "encoder_decoder" and not cfg.tie_word_embeddings:
-        print("note: transformers >= 5 ties T5's lm_head to its input embedding; this untied head loads exactly in "
-              "t5x_tl and transformers 4.x", file=sys.stderr)  # fmt: skip
+        print("note: transformers 5 warns that lm_head.weight differs from shared.weight, then loads this untied head "
+              "as it is", file=sys.stderr)  # fmt: skip
 
 
 def import_(hf_dir: Path, out: Path, kind: str) -> None:

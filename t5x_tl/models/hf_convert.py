@@ -7,8 +7,10 @@ torch ``state_dict``), so neither torch nor transformers is needed here. Mismatc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,21 @@ from flax import nnx
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
-from t5x_tl.models.layers import parse_feed_forward
+from t5x_tl.models.layers import ACTIVATIONS, parse_feed_forward
 
 Path_ = tuple[str | int, ...]
 HF_MODEL_TYPES = ("t5", "mt5", "umt5")
+# The size fields transformers' configs always write; a config without one of them is not a T5-family config.
+HF_REQUIRED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "d_kv", "num_layers")
+# transformers' names (ACT2FN) for the activations t5x_tl implements under another name.
+HF_ACTIVATION_ALIASES = {
+    **dict.fromkeys(("gelu_pytorch_tanh", "gelu_python_tanh", "gelu_fast", "gelu_accurate"), "gelu_new"),
+    "swish": "silu",
+}
+# transformers' class names of the three families: T5ForConditionalGeneration, MT5EncoderModel, UMT5Model, ...
+_ARCHITECTURE = re.compile(r"(UMT5|MT5|T5)(For[A-Za-z]+|EncoderModel|Model)$")
+# A tensor old T5 checkpoints carry and transformers ignores (cross-attention has no relative bias).
+HF_IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
 log = logging.getLogger("t5x_tl")
 
 
@@ -111,6 +124,12 @@ def _to_hf(array: np.ndarray, layout: str, cfg: T5Config) -> np.ndarray:
     return array
 
 
+def _hf_shape(shape: tuple[int, ...], layout: str, cfg: T5Config) -> tuple[int, ...]:
+    """The shape Hugging Face stores one of our (unstacked) parameters in: the export's layout, so the import
+    checks a tensor before any reshape, where a transposed or flattened one of the right size would slip through."""
+    return _to_hf(np.broadcast_to(np.float32(0), shape), layout, cfg).shape
+
+
 def _set(tree: dict, path: Path_, value: Any) -> None:
     for key in path[:-1]:
         tree = tree.setdefault(key, {})
@@ -129,21 +148,32 @@ def _parameter_shapes(cfg: T5Config, kind: str) -> dict:
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
+def _distinct_head(hf: Mapping[str, np.ndarray]) -> bool:
+    """Whether the checkpoint has an ``lm_head.weight`` other than its input embedding ``shared.weight``."""
+    head, shared = hf.get("lm_head.weight"), hf.get("shared.weight")
+    return head is not None and shared is not None and not np.array_equal(head, shared)
+
+
 def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "encoder_decoder") -> dict:
     """A pure parameter dict for a ``kind`` model; raises listing every missing, extra or misshaped tensor.
 
-    For ``kind="encoder_only"`` the decoder and output tensors of a full T5 checkpoint are skipped (logged).
+    Shapes are checked in Hugging Face's layout, before any reshape. For ``kind="encoder_only"`` the decoder and
+    output tensors of a full T5 checkpoint are skipped (logged).
     """
     table = name_table(cfg, kind)
-    if (
-        kind == "encoder_decoder"
-        and not cfg.tie_word_embeddings
-        and "lm_head.weight" not in hf
-        and "shared.weight" in hf
-    ):
-        hf = {**hf, "lm_head.weight": np.asarray(hf["shared.weight"])}  # transformers >= 5 saves it tied
+    problems: list[str] = []
+    if kind == "encoder_decoder" and "shared.weight" in hf:
+        if not cfg.tie_word_embeddings and "lm_head.weight" not in hf:
+            # transformers 5 ties lm_head to shared in every model it builds, and save_pretrained then writes no
+            # lm_head.weight: from_pretrained reads the head from shared.weight, and so does this import.
+            hf = {**hf, "lm_head.weight": hf["shared.weight"]}
+        elif cfg.tie_word_embeddings and _distinct_head(hf):
+            problems.append(
+                "tensor lm_head.weight differs from shared.weight, but the config ties them (T5 1.0's scaled "
+                "output); load the directory with load_hf_directory, which keeps such a head"
+            )
     expected = {hf_name for _, _, hf_name, _ in table}
-    ignorable = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}  # aliases of shared.weight
+    ignorable = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", *HF_IGNORED}  # shared.weight's aliases
     if cfg.tie_word_embeddings or kind == "encoder_only":
         ignorable.add("lm_head.weight")
     if kind == "encoder_only":
@@ -151,7 +181,7 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "enc
         ignorable.update(skipped)
         if skipped:
             log.info("Encoder-only import: skipped %d decoder and output tensors of the checkpoint", len(skipped))
-    problems = [f"missing tensor {name}" for name in sorted(expected - set(hf))]
+    problems += [f"missing tensor {name}" for name in sorted(expected - set(hf))]
     problems += [f"unexpected tensor {name}" for name in sorted(set(hf) - expected - ignorable)]
     shapes = _parameter_shapes(cfg, kind)
     layers: dict[Path_, dict[int, np.ndarray]] = {}
@@ -159,14 +189,12 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "enc
     for path, index, hf_name, layout in table:
         if hf_name not in hf:
             continue
-        expected_shape = _get(shapes, path).shape[0 if index is None else 1 :]
-        try:
-            value = _to_ours(np.asarray(hf[hf_name]), layout, cfg)
-        except ValueError:  # a head layout that cannot be reshaped
-            value = None
-        if value is None or value.shape != expected_shape:
-            problems.append(f"tensor {hf_name} has shape {tuple(np.shape(hf[hf_name]))}, expected {expected_shape}")
-        elif index is None:
+        hf_shape = _hf_shape(_get(shapes, path).shape[0 if index is None else 1 :], layout, cfg)
+        if tuple(np.shape(hf[hf_name])) != hf_shape:
+            problems.append(f"tensor {hf_name} has shape {tuple(np.shape(hf[hf_name]))}; Hugging Face's is {hf_shape}")
+            continue
+        value = _to_ours(np.asarray(hf[hf_name]), layout, cfg)
+        if index is None:
             _set(params, path, value)
         else:
             layers.setdefault(path, {})[index] = value
@@ -187,10 +215,18 @@ def params_to_hf(params: Mapping, cfg: T5Config, kind: str = "encoder_decoder") 
 
 
 def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> T5Config:
-    """Our config from a Hugging Face ``config.json`` dict (T5, mT5 or UMT5)."""
-    model_type = hf.get("model_type", "t5")
-    if model_type not in HF_MODEL_TYPES:
-        raise UserError(f"unsupported architecture model_type={model_type!r}; t5x_tl converts {HF_MODEL_TYPES}")
+    """Our config from a Hugging Face ``config.json`` dict (T5, mT5 or UMT5), read as transformers 5 reads it."""
+    model_type = _model_type(hf)
+    missing = [name for name in HF_REQUIRED_FIELDS if name not in hf]
+    if missing:
+        raise UserError(
+            f"the config has no {', '.join(missing)}; a {model_type} config.json states {', '.join(HF_REQUIRED_FIELDS)}"
+            " (re-save the model with transformers' save_pretrained)"
+        )
+    for name in HF_REQUIRED_FIELDS:
+        if isinstance(hf[name], bool) or not isinstance(hf[name], int) or hf[name] < 1:
+            raise UserError(f"the config's {name}={hf[name]!r} is invalid: it must be a positive integer")
+    default_proj = "relu" if model_type == "t5" else "gated-gelu"  # transformers' config defaults
     fields = dict(
         vocab_size=hf["vocab_size"],
         d_model=hf["d_model"],
@@ -203,22 +239,55 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> T5Config:
         relative_attention_max_distance=hf.get("relative_attention_max_distance", 128),
         dropout_rate=hf.get("dropout_rate", 0.1),
         layer_norm_epsilon=hf.get("layer_norm_epsilon", 1e-6),
-        feed_forward_proj=hf.get("feed_forward_proj", "relu"),
+        feed_forward_proj=_feed_forward_proj(hf.get("feed_forward_proj", default_proj)),
         tie_word_embeddings=_scales_outputs(hf, model_type),
         per_layer_relative_bias=model_type == "umt5",
     )
     return T5Config(**{**fields, **overrides})
 
 
-def _scales_outputs(hf: Mapping[str, Any], model_type: str) -> bool:
-    """Whether the decoder output is scaled by d_model^-0.5 through a tied embedding (T5 1.0).
+def _model_type(hf: Mapping[str, Any]) -> str:
+    """``model_type``, which picks transformers' class; without it, the family ``architectures`` names."""
+    model_type = hf.get("model_type")
+    if model_type is None:
+        names = hf.get("architectures") or ()
+        families = {match.group(1).lower() for name in names if (match := _ARCHITECTURE.match(str(name)))}
+        if len(families) != 1:
+            raise UserError(
+                "the config has no model_type (nor architectures naming one T5 family); "
+                f'add "model_type" ({", ".join(HF_MODEL_TYPES)}) to config.json'
+            )
+        (model_type,) = families
+    if model_type not in HF_MODEL_TYPES:
+        raise UserError(f"unsupported architecture model_type={model_type!r}; t5x_tl converts {HF_MODEL_TYPES}")
+    return model_type
 
-    transformers >= 5 always ties ``lm_head`` to ``shared`` and records the scaling as
-    ``scale_decoder_outputs``; older config files say ``tie_word_embeddings``.
+
+def _feed_forward_proj(spec: Any) -> str:
+    """Our name for Hugging Face's ``feed_forward_proj``, which transformers reads as ``[gated-]<ACT2FN name>``."""
+    parts = spec.split("-") if isinstance(spec, str) else []
+    if len(parts) == 1 or (len(parts) == 2 and parts[0] == "gated"):
+        ours = "-".join([*parts[:-1], HF_ACTIVATION_ALIASES.get(parts[-1], parts[-1])])
+        try:
+            parse_feed_forward(ours)
+            return ours
+        except ValueError:
+            pass
+    supported = sorted({*ACTIVATIONS, *HF_ACTIVATION_ALIASES})
+    raise UserError(f"unsupported feed_forward_proj {spec!r}: t5x_tl implements [gated-]{{{', '.join(supported)}}}")
+
+
+def _scales_outputs(hf: Mapping[str, Any], model_type: str) -> bool:
+    """Whether transformers 5 multiplies the decoder output by d_model^-0.5 before the output layer (T5 1.0).
+
+    ``MT5ForConditionalGeneration`` never does. T5 and UMT5 read ``scale_decoder_outputs``, which configs saved
+    before transformers 5 lack: then only ``tie_word_embeddings: false`` turns the scaling off.
     """
+    if model_type == "mt5":
+        return False
     if "scale_decoder_outputs" in hf:
         return bool(hf["scale_decoder_outputs"])
-    return bool(hf.get("tie_word_embeddings", model_type == "t5"))
+    return hf.get("tie_word_embeddings") is not False
 
 
 def config_to_hf(cfg: T5Config, kind: str = "encoder_decoder") -> dict[str, Any]:
@@ -253,21 +322,55 @@ def load_hf_directory(directory: Path, kind: str = "encoder_decoder") -> tuple[T
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise UserError(f"{directory} has no config.json; point at a Hugging Face model directory")
-    cfg = config_from_hf(json.loads(config_path.read_text()))
-    return cfg, params_from_hf(_read_tensors(directory), cfg, kind)
+    try:
+        hf_config = json.loads(config_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{config_path} is not valid JSON ({error}); restore the model's config.json") from None
+    if not isinstance(hf_config, dict):
+        raise UserError(f"{config_path} holds a JSON {type(hf_config).__name__}, not a config object")
+    try:
+        cfg = config_from_hf(hf_config)
+    except UserError as error:
+        raise UserError(f"{config_path}: {error}") from None
+    tensors = _read_tensors(directory)
+    if kind == "encoder_decoder" and cfg.tie_word_embeddings and _distinct_head(tensors):
+        # transformers keeps a distinct lm_head.weight and still scales the decoder output: that is an untied head
+        # with the scale folded in.
+        cfg = dataclasses.replace(cfg, tie_word_embeddings=False)
+        tensors["lm_head.weight"] = tensors["lm_head.weight"] * np.float32(cfg.d_model**-0.5)
+    return cfg, params_from_hf(tensors, cfg, kind)
 
 
 def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the directory's weights files (bfloat16 ones through ml_dtypes, which JAX registers)."""
     safetensors_files = sorted(directory.glob("*.safetensors"))
     if safetensors_files:
         from safetensors.numpy import load_file
 
-        return {name: array for path in safetensors_files for name, array in load_file(str(path)).items()}
+        tensors = {}
+        for path in safetensors_files:
+            try:
+                tensors.update(load_file(str(path)))
+            except Exception as error:  # safetensors raises its own SafetensorError (and OSError)
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UserError(
+                    f"cannot read {path} ({reason}); the file is damaged or incomplete: download or save it again"
+                ) from None
+        return tensors
     torch_file = directory / "pytorch_model.bin"
     if torch_file.is_file():
         import torch  # only for legacy PyTorch checkpoints
 
-        state = torch.load(str(torch_file), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(str(torch_file), map_location="cpu", weights_only=True)
+        except Exception as error:  # EOFError, RuntimeError, UnpicklingError, ... depending on the damage
+            state = error  # reported below by its type, as any other content that is not a state dict
+        if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+            found = type(state).__name__
+            raise UserError(
+                f"cannot read {torch_file} as a PyTorch state dict of tensors ({found}); the file is damaged, "
+                "incomplete or holds other objects: download or save it again"
+            )
         return {name: tensor.float().numpy() for name, tensor in state.items()}
     raise UserError(f"{directory} has neither *.safetensors nor pytorch_model.bin weights")
 

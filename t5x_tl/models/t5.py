@@ -49,7 +49,10 @@ class Encoder(nnx.Module):
     def __call__(self, x_BxSxD, segments_BxS, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         length = x_BxSxD.shape[1]
-        mask = segment_mask(segments_BxS, segments_BxS)
+        # A padding query attends to every real key, as under transformers' key-only padding mask, so the outputs at
+        # padding equal T5EncoderModel's; real positions never attend to padding, so theirs do not change.
+        padding_query = (segments_BxS == 0)[:, None, :, None] & (segments_BxS > 0)[:, None, None, :]
+        mask = segment_mask(segments_BxS, segments_BxS) | padding_query
         shared, per_layer = self.relative_bias(length, length)
 
         def apply(layer, x, bias, layer_rngs):
