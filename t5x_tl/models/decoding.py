@@ -2,9 +2,15 @@
 and the decoder-only models alike.
 
 Every decoder uses the key/value cache, so each new token costs O(1) in the generated length, and runs as one
-``lax.while_loop`` under jit that stops early once every sequence has produced EOS. Prompts of mixed lengths
-are batched with right padding (token 0), which attention masks out. Outputs are ``B x max_length`` token
-arrays (the generated tokens only), padded with 0 after EOS.
+``lax.while_loop`` under jit that stops early once every sequence has produced EOS (beam search: once no live
+beam can still win). Prompts of mixed lengths are batched with right padding (token 0), which attention masks
+out. Outputs are ``B x max_length`` token arrays (the generated tokens only), padded with 0 after EOS.
+
+Beam search keeps finished hypotheses apart from the live beams (as T5X's does), so a finished one never takes
+a slot a live beam could grow in: live beams are ranked by total log-probability, finished ones by
+log-probability over a length penalty, GNMT's ``((5 + L) / 6) ** alpha`` (Wu et al. 2016, T5X's) by default, or
+transformers' ``L ** alpha``. L counts the generated tokens, EOS included (transformers 5 counts the same: the
+new tokens only, for decoder-only models too).
 
 A model decodes through two methods: ``start_decoding(prompts, max_length) -> (first logits, cache, context,
 first position)`` and ``decode_step(tokens, position, cache, context) -> (logits, cache)``; every cache array
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +35,7 @@ _NEG_INF = -1e9
 
 Picker = Callable[[jax.Array, jax.Array], jax.Array]  # (logits B x V float32, key) -> tokens B
 Model = EncoderDecoder | DecoderOnly
+LengthPenaltyStyle = Literal["gnmt", "hf"]
 
 
 def filter_logits(logits_BxV: jax.Array, *, temperature: float, top_k: int, top_p: float) -> jax.Array:
@@ -116,68 +124,112 @@ def sample_decode(
     return _decode_loop(model, prompts_BxS, key, max_length=max_length, pick=pick, eos_id=eos_id)
 
 
-def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
-    """GNMT's ``((5 + length) / 6) ** alpha``; alpha 0 ranks by total log-probability."""
-    return ((5.0 + length) / 6.0) ** alpha
+def length_penalty(length: jax.Array | float, alpha: float, style: LengthPenaltyStyle = "gnmt") -> jax.Array:
+    """The divisor of a finished hypothesis' log-probability; ``length`` counts its generated tokens, EOS included.
+
+    ``"gnmt"``: ``((5 + length) / 6) ** alpha`` (Wu et al. 2016, what T5X uses); ``"hf"``: ``length ** alpha``
+    (transformers' ``length_penalty``). Alpha 0 ranks by total log-probability, alpha > 0 favours longer outputs.
+    """
+    _check_style(style)
+    return ((5.0 + length) / 6.0) ** alpha if style == "gnmt" else jnp.asarray(length, jnp.float32) ** alpha
 
 
-@functools.partial(nnx.jit, static_argnames=("beam_size", "max_length", "alpha"))
-def _beam_search(model: Model, prompts_BxS: jax.Array, *, beam_size: int, max_length: int, alpha: float):
+def _check_style(style: str) -> None:
+    if style not in get_args(LengthPenaltyStyle):
+        raise ValueError(f"length_penalty_style must be one of {get_args(LengthPenaltyStyle)}, got {style!r}")
+
+
+def _gather_beams(x_BxKx: jax.Array, index_BxN: jax.Array) -> jax.Array:
+    """``x[b, index[b, n]]``: the rows of the beams named per batch element."""
+    return jnp.take_along_axis(x_BxKx, index_BxN.reshape(index_BxN.shape + (1,) * (x_BxKx.ndim - 2)), axis=1)
+
+
+@functools.partial(nnx.jit, static_argnames=("beam_size", "max_length", "alpha", "style"))
+def _beam_search(
+    model: Model, prompts_BxS: jax.Array, *, beam_size: int, max_length: int, alpha: float, style: LengthPenaltyStyle
+) -> tuple[jax.Array, jax.Array]:
     batch, vocab = prompts_BxS.shape[0], model.config.vocab_size
+    penalty = functools.partial(length_penalty, alpha=alpha, style=style)
     logits, cache, context, first_position = model.start_decoding(jnp.repeat(prompts_BxS, beam_size, 0), max_length)
-    tokens = jnp.zeros((batch, beam_size, max_length), jnp.int32)
-    scores = jnp.tile(jnp.array([0.0] + [_NEG_INF] * (beam_size - 1)), (batch, 1))  # one live beam at first
-    finished = jnp.zeros((batch, beam_size), bool)
-    lengths = jnp.zeros((batch, beam_size), jnp.int32)
-    # A finished beam may only extend with padding, at no cost, so it keeps its score and slot.
-    pad_only = jnp.full((vocab,), _NEG_INF).at[0].set(0.0)
+    live_tokens = jnp.zeros((batch, beam_size, max_length), jnp.int32)
+    live_scores = jnp.tile(jnp.array([0.0] + [_NEG_INF] * (beam_size - 1)), (batch, 1))  # one live beam at first
+    best_tokens = jnp.zeros((batch, max_length), jnp.int32)
+    best_log_prob = jnp.zeros((batch,))
+    best_score = jnp.full((batch,), -jnp.inf)  # penalised; -inf until a hypothesis finishes
 
     def not_done(state) -> jax.Array:
-        step, _, _, _, _, finished, _ = state
-        return (step < max_length) & ~finished.all()
+        step, _, live_scores, _, _, _, _, best_score = state
+        # A live beam's log-probability only falls as it grows, and a hypothesis finishing from here on has
+        # step + 1 .. max_length tokens, so its penalised score is at most this bound (the penalty is monotone).
+        largest_penalty = jnp.maximum(penalty(step + 1.0), penalty(float(max_length)))
+        can_improve = live_scores.max(axis=1) / largest_penalty > best_score
+        return (step < max_length) & can_improve.any()
 
     def step_fn(state):
-        step, tokens, scores, logits, cache, finished, lengths = state
+        step, live_tokens, live_scores, logits, cache, best_tokens, best_log_prob, best_score = state
         log_probs = jax.nn.log_softmax(logits, axis=-1).reshape(batch, beam_size, vocab)
-        log_probs = jnp.where(finished[..., None], pad_only, log_probs)
-        candidates = (scores[..., None] + log_probs).reshape(batch, beam_size * vocab)
-        scores, index = jax.lax.top_k(candidates, beam_size)
-        parent, token = index // vocab, (index % vocab).astype(jnp.int32)
-        take = lambda x: jnp.take_along_axis(x, parent.reshape(parent.shape + (1,) * (x.ndim - 2)), axis=1)
-        tokens = jax.lax.dynamic_update_slice_in_dim(take(tokens), token[..., None], step, axis=2)
-        was_finished = take(finished)
-        lengths = take(lengths) + (~was_finished).astype(jnp.int32)
-        finished = was_finished | (token == EOS_ID)
+        candidates = (live_scores[..., None] + log_probs).reshape(batch, beam_size * vocab)
+        # At most beam_size candidates end in EOS (one per beam), so the 2 * beam_size best hold beam_size that go on.
+        top_scores, top_index = jax.lax.top_k(candidates, 2 * beam_size)
+        parent, token = top_index // vocab, (top_index % vocab).astype(jnp.int32)
+        top_tokens = jax.lax.dynamic_update_slice_in_dim(
+            _gather_beams(live_tokens, parent), token[..., None], step, axis=2
+        )
+        ends = (token == EOS_ID) | (step == max_length - 1)
+
+        # Those among the beam_size best that end (EOS, or max_length reached) leave the beam; the best of them by
+        # penalised score replaces the best finished hypothesis if it beats it.
+        in_beam = jnp.arange(2 * beam_size) < beam_size
+        finishing = jnp.where(ends & in_beam, top_scores / penalty(step + 1.0), -jnp.inf)
+        first = jnp.argmax(finishing, axis=1)[:, None]
+        improves = _gather_beams(finishing, first)[:, 0] > best_score
+        best_tokens = jnp.where(improves[:, None], _gather_beams(top_tokens, first)[:, 0], best_tokens)
+        best_log_prob = jnp.where(improves, _gather_beams(top_scores, first)[:, 0], best_log_prob)
+        best_score = jnp.where(improves, _gather_beams(finishing, first)[:, 0], best_score)
+
+        # The rest go on, ranked by log-probability alone: the beam_size best candidates that have not ended.
+        live_scores, keep = jax.lax.top_k(jnp.where(ends, _NEG_INF, top_scores), beam_size)
+        live_tokens, token, parent = (_gather_beams(x, keep) for x in (top_tokens, token, parent))
 
         def reorder(x_LxBxN):  # cache arrays: layers first, then the flat batch x beam axis
             x = x_LxBxN.reshape(x_LxBxN.shape[0], batch, beam_size, *x_LxBxN.shape[2:])
-            x = jax.vmap(take)(x)
-            return x.reshape(x_LxBxN.shape)
+            return jax.vmap(_gather_beams, (0, None))(x, parent).reshape(x_LxBxN.shape)
 
         cache = jax.tree.map(reorder, cache)
         next_logits, cache = model.decode_step(token.reshape(-1, 1), first_position + step, cache, context)
-        return step + 1, tokens, scores, next_logits[:, 0], cache, finished, lengths
+        return step + 1, live_tokens, live_scores, next_logits[:, 0], cache, best_tokens, best_log_prob, best_score
 
-    state = (jnp.int32(0), tokens, scores, logits, cache, finished, lengths)
-    _, tokens, scores, _, _, _, lengths = jax.lax.while_loop(not_done, step_fn, state)
-    ranked = scores / length_penalty(lengths.astype(jnp.float32), alpha)
-    best = jnp.argmax(ranked, axis=1)
-    pick_best = lambda x: jnp.take_along_axis(x, best.reshape((batch, 1) + (1,) * (x.ndim - 2)), axis=1)[:, 0]
-    return pick_best(tokens), pick_best(scores)
+    state = (jnp.int32(0), live_tokens, live_scores, logits, cache, best_tokens, best_log_prob, best_score)
+    *_, best_tokens, best_log_prob, _ = jax.lax.while_loop(not_done, step_fn, state)
+    return best_tokens, best_log_prob
 
 
 def beam_search(
-    model: Model, prompts_BxS: jax.Array, max_length: int, *, beam_size: int = 4, alpha: float = 0.6
+    model: Model,
+    prompts_BxS: jax.Array,
+    max_length: int,
+    *,
+    beam_size: int = 4,
+    alpha: float = 0.6,
+    length_penalty_style: LengthPenaltyStyle = "gnmt",
 ) -> tuple[jax.Array, jax.Array]:
-    """Beam search; returns the best sequence per prompt and its total log-probability.
+    """Beam search; returns the best finished sequence per prompt and its total log-probability.
 
-    Beams compete on total log-probability while decoding; at the end the ``beam_size`` survivors are ranked
-    by log-probability over :func:`length_penalty` (the GNMT normalisation T5 uses with alpha 0.6).
+    Live beams compete on total log-probability. A candidate among a step's ``beam_size`` best that ends (EOS, or
+    ``max_length`` tokens, so something always finishes) leaves the beam for the finished set, ranked by
+    log-probability over :func:`length_penalty` (T5 uses GNMT's with alpha 0.6); the next best unfinished
+    candidates take its slot. The search stops once no live beam can beat the best finished hypothesis, whatever
+    it appends. With ``length_penalty_style="hf"`` it picks what transformers'
+    ``generate(num_beams=beam_size, length_penalty=alpha, early_stopping="never")`` picks (its default
+    ``early_stopping=False`` may stop before a longer hypothesis that would win).
     """
     _validate(max_length)
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-    return _beam_search(model, prompts_BxS, beam_size=beam_size, max_length=max_length, alpha=alpha)
+    _check_style(length_penalty_style)
+    return _beam_search(
+        model, prompts_BxS, beam_size=beam_size, max_length=max_length, alpha=alpha, style=length_penalty_style
+    )
 
 
 @nnx.jit
