@@ -57,7 +57,11 @@ def base_config() -> ConfigDict:
     )
     cfg.data = ConfigDict(
         dict(
-            task="",  # empty: span corruption over the built-in corpus described below
+            task="",  # empty: `objective` over the built-in corpus described below, or over `text_files`
+            # your own text, a glob per split: .jsonl files with a "text" field per line, or a document per line
+            text_files=ConfigDict(dict(train="", validation="")),
+            objective="random_spans_d15_s3",  # a variant of t5x_tl.data.pretraining_tasks, e.g. prefix_lm
+            concatenate_documents=False,  # text_files: T5's concatenation of 128 documents before the objective
             task_modules=(),  # modules to import so that `task` is registered, e.g. ("my_project.tasks",)
             cache_dir="",  # empty: $T5X_TL_DATA_DIR, else the checkout's data/, else ~/.cache/t5x_tl
             vocabulary="sentencepiece",
@@ -218,6 +222,14 @@ def validate(cfg: ConfigDict) -> ConfigDict:
         "it must be >= 0 (0: the data-sheet peak of a known accelerator)",
     )
     _check(flat["data.targets_length"] >= 0, "data.targets_length", flat["data.targets_length"], "use 0 to derive it")
+    for key in ("data.text_files.train", "data.text_files.validation", "data.objective"):
+        _check(isinstance(flat[key], str), key, flat[key], "it must be a string")
+    _check(
+        isinstance(flat["data.concatenate_documents"], bool),
+        "data.concatenate_documents",
+        flat["data.concatenate_documents"],
+        "use True or False",
+    )
     _validate_curriculum(flat)
     _validate_rmt(flat)
     memory_config(cfg)

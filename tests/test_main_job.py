@@ -239,10 +239,10 @@ def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeyp
     cfg.model.kind = "decoder_only"
     with pytest.raises(UserError, match=r"config\.model\.kind='decoder_only' needs config\.data\.task"):
         train(cfg, tmp_path / "run")
-    cfg = _job_config(task="builtin_bert_style_d15", targets_length=32)
+    cfg = _job_config(task="builtin_bert_style_d15", targets_length=80)
     cfg.data.task_modules = ("t5x_tl.data.pretraining_tasks",)
     cfg.model.kind = "encoder_only"
-    with pytest.raises(UserError, match=r"does not fit config\.model\.kind: .*targets_length=32 must equal"):
+    with pytest.raises(UserError, match=r"does not fit config\.model\.kind: .*targets_length=80 must equal"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -252,8 +252,11 @@ def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeyp
     [
         (dict(task="no_such_task", targets_length=8), "is not a registered SeqIO task or mixture"),
         (dict(task="x", task_modules=("no_such_module",), targets_length=8), "cannot import 'no_such_module'"),
-        (dict(task="builtin_span_corruption"), "targets_length must be set"),
-        (dict(targets_length=5), "targets_length=5 is too short for span corruption of inputs_length=64: it needs 14"),
+        (
+            dict(task="synthetic_pairs", task_modules=("t5x_tl.data.downstream.registry",)),
+            "targets_length must be set for synthetic_pairs, which is not an objective task",
+        ),
+        (dict(targets_length=5), r"targets_length=5 is too short for builtin_span_corruption\w* .* it needs 14"),
         (dict(inputs_length=1), "inputs_length=1 is too short"),
     ],
 )

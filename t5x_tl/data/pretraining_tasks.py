@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import seqio
@@ -22,6 +22,7 @@ from t5x_tl.data.objectives import objective_preprocessor, objective_variants
 from t5x_tl.data.tasks import BuiltinData
 
 C4_TFDS_NAME = "c4/en:3.1.0"
+DEFAULT_OBJECTIVE = "random_spans_d15_s3"  # T5's span corruption, the built-in corpus's default task
 JSONL_TEXT_FIELD = "text"
 
 
@@ -43,10 +44,6 @@ def variant_task_name(source: str, objective: str, params: Mapping[str, float]) 
 def variants_by_name() -> dict[str, tuple[str, dict[str, float]]]:
     """Every objective variant's name -> (objective, parameters), in the study's order."""
     return {variant_name(objective, params): (objective, params) for objective, params in objective_variants()}
-
-
-# task name -> (objective, parameters) of every task registered here, so a job can derive its targets length
-OBJECTIVE_OF_TASK: dict[str, tuple[str, dict[str, float]]] = {}
 
 
 def register_objective_tasks(
@@ -73,7 +70,7 @@ def register_objective_tasks(
                 seqio.preprocessors.append_eos_after_trim,
             ]
             seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
-        OBJECTIVE_OF_TASK[name] = (objective, params)
+        tasks.OBJECTIVE_OF_TASK[name] = (objective, params)
         names.append(name)
     return names
 
@@ -83,26 +80,36 @@ def c4_source() -> seqio.DataSource:
     return seqio.TfdsDataSource(tfds_name=C4_TFDS_NAME)
 
 
-def _jsonl_documents(paths: list[str]) -> Iterator[str]:
-    for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from error
-                text = record.get(JSONL_TEXT_FIELD) if isinstance(record, dict) else None
-                if not isinstance(text, str):
-                    raise ValueError(f'{path}:{number} has no string "{JSONL_TEXT_FIELD}" field')
-                yield text
+def _jsonl_documents(path: str) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not valid JSON ({error.msg})") from error
+            text = record.get(JSONL_TEXT_FIELD) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise ValueError(f'{path}:{number} has no string "{JSONL_TEXT_FIELD}" field')
+            yield text
 
 
-def _text_documents(paths: list[str]) -> Iterator[str]:
+def _text_documents(path: str) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as lines:  # bad bytes become U+FFFD, not a crash
+        yield from (line.rstrip("\n") for line in lines if line.strip())
+
+
+def read_documents(paths: Iterable[str]) -> Iterator[str]:
+    """The documents of each file in turn: a ``text`` field per line of ``.jsonl`` files, a non-blank line of
+    any other file. Bytes that are not UTF-8 become U+FFFD."""
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as lines:  # bad bytes become U+FFFD, not a crash
-            yield from (line.rstrip("\n") for line in lines if line.strip())
+        yield from (_jsonl_documents if str(path).endswith(".jsonl") else _text_documents)(str(path))
+
+
+def matching_files(pattern: str) -> list[str]:
+    """The files ``pattern`` (a glob, ``~`` expanded) matches, sorted; folders are left out."""
+    return sorted(path for path in glob.glob(str(Path(pattern).expanduser())) if Path(path).is_file())
 
 
 def local_text_source(split_to_pattern: Mapping[str, str]) -> seqio.DataSource:
@@ -113,12 +120,13 @@ def local_text_source(split_to_pattern: Mapping[str, str]) -> seqio.DataSource:
 
     def dataset(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
         del shuffle_files, seed  # documents are shuffled downstream by SeqIO
-        paths = sorted(glob.glob(str(Path(split_to_pattern[split]).expanduser())))
+        paths = matching_files(split_to_pattern[split])
         if not paths:
             raise FileNotFoundError(f"no files match {split_to_pattern[split]!r} for split {split!r}")
-        reader = _jsonl_documents if all(p.endswith(".jsonl") for p in paths) else _text_documents
         spec = {"text": tf.TensorSpec([], tf.string)}
-        return tf.data.Dataset.from_generator(lambda: ({"text": t} for t in reader(paths)), output_signature=spec)
+        return tf.data.Dataset.from_generator(
+            lambda: ({"text": text} for text in read_documents(paths)), output_signature=spec
+        )
 
     return seqio.FunctionDataSource(dataset, splits=tuple(split_to_pattern))
 
@@ -129,11 +137,16 @@ def register_c4_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
     return register_objective_tasks("c4", c4_source(), vocabulary, concatenate=True)
 
 
+def builtin_source_name(data: BuiltinData) -> str:
+    """The source part of the built-in corpus's task names: ``builtin`` for the default corpus."""
+    return "builtin" if data == tasks.IMPORT_TIME_DATA else f"builtin_{data.fingerprint()}"
+
+
 def register_builtin_tasks(data: BuiltinData | None = None) -> list[str]:
     """Every objective x variant over the built-in corpus (registered for the default corpus on import)."""
     data = data or tasks.IMPORT_TIME_DATA
-    source_name = "builtin" if data == tasks.IMPORT_TIME_DATA else f"builtin_{data.fingerprint()}"
-    return register_objective_tasks(source_name, tasks.BuiltinCorpusSource(data), tasks.builtin_vocabulary(data))
+    source = tasks.BuiltinCorpusSource(data)
+    return register_objective_tasks(builtin_source_name(data), source, tasks.builtin_vocabulary(data))
 
 
 register_builtin_tasks()

@@ -18,11 +18,15 @@ import tensorflow as tf
 from t5x_tl.data.cache import default_data_dir
 from t5x_tl.data.corpus import CorpusSpec
 from t5x_tl.data.corpus_files import SPLITS, CorpusFiles, ensure_corpus
+from t5x_tl.data.objectives import objective_lengths, objective_sentinels
 from t5x_tl.data.span_corruption import span_corruption
 from t5x_tl.data.vocabularies import EXTRA_IDS, ensure_sentencepiece
 
 DEFAULT_TASK = "builtin_span_corruption"
 DEFAULT_SENTENCEPIECE_SIZE = 1024
+# task name -> (objective, parameters) of every pretraining-objective task, here and in pretraining_tasks, so that
+# a job derives the targets length its objective needs
+OBJECTIVE_OF_TASK: dict[str, tuple[str, dict[str, float]]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,17 +101,34 @@ def register_span_corruption(
 ) -> seqio.Task:
     """Registers T5's random-span corruption over any source with a ``text`` feature."""
     features = {key: seqio.Feature(vocabulary, add_eos=True, required=False) for key in ("inputs", "targets")}
+    params = {"noise_density": noise_density, "mean_noise_span_length": mean_noise_span_length}
     preprocessors = [
         functools.partial(seqio.preprocessors.rekey, key_map={"inputs": None, "targets": "text"}),
         seqio.preprocessors.tokenize,
-        functools.partial(
-            span_corruption,
-            noise_density=noise_density,
-            mean_noise_span_length=mean_noise_span_length,
-        ),
+        functools.partial(span_corruption, **params),
         seqio.preprocessors.append_eos_after_trim,
     ]
-    return seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
+    task = seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
+    OBJECTIVE_OF_TASK[name] = ("random_spans", params)
+    return task
+
+
+def objective_targets_length(task_name: str, inputs_length: int) -> int | None:
+    """The targets length (with EOS) that a pretraining-objective task needs at ``inputs_length``, or None for a
+    task of another kind. Raises ValueError when the inputs are too short, or need more sentinels than its
+    vocabulary has.
+    """
+    if task_name not in OBJECTIVE_OF_TASK:
+        return None
+    objective, params = OBJECTIVE_OF_TASK[task_name]
+    extra_ids = seqio.get_mixture_or_task(task_name).output_features["targets"].vocabulary.extra_ids
+    needed = objective_sentinels(objective, params, inputs_length)
+    if needed > extra_ids:
+        raise ValueError(
+            f"an example of {task_name} may need {needed} sentinels at inputs_length={inputs_length}, but its "
+            f"vocabulary has extra_ids={extra_ids}; shorten the inputs"
+        )
+    return objective_lengths(objective, params, inputs_length)[1]
 
 
 def builtin_span_corruption_task(data: BuiltinData) -> seqio.Task:

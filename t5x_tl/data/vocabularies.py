@@ -7,7 +7,9 @@ ids on top, ``<extra_id_0>`` being the last id.
 from __future__ import annotations
 
 import io
+import itertools
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece
@@ -17,21 +19,37 @@ from t5x_tl.data.corpus_files import CorpusFiles
 
 EXTRA_IDS = 100
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# SentencePiece skips sentences over 4,192 bytes; pieces of 1,000 characters (at most 4,000 bytes) are all read,
+# so a text without sentence ends (one enormous line) still trains a vocabulary
+MOST_CHARACTERS_PER_SENTENCE = 1000
 
 
-def _sentences(texts: list[str], limit: int) -> list[str]:
-    sentences = [s for text in texts for s in _SENTENCE_END.split(text) if s.strip()]
-    return sentences[:limit]
+def training_sentences(texts: Iterable[str], limit: int) -> list[str]:
+    """The first ``limit`` non-blank sentences of ``texts``, long ones cut into pieces SentencePiece reads;
+    ``texts`` is read only as far as needed."""
+    step = MOST_CHARACTERS_PER_SENTENCE
+    pieces = (
+        sentence[start : start + step]
+        for text in texts
+        for sentence in _SENTENCE_END.split(text)
+        if sentence.strip()
+        for start in range(0, len(sentence), step)
+    )
+    return list(itertools.islice(pieces, limit))
 
 
-def train_sentencepiece(texts: list[str], vocab_size: int, seed_sentences: int = 200_000) -> bytes:
+def train_sentencepiece(texts: Iterable[str], vocab_size: int, seed_sentences: int = 200_000) -> bytes:
     """Trains a unigram SentencePiece model on ``texts`` and returns its serialized proto.
 
-    One thread and a fixed sentence list make the result a function of the texts alone.
+    One thread and a fixed sentence list make the result a function of the texts alone. Raises ValueError when
+    ``texts`` hold no sentence.
     """
+    sentences = training_sentences(texts, seed_sentences)
+    if not sentences:
+        raise ValueError("no text to train a SentencePiece vocabulary on (every document is empty)")
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(_sentences(texts, seed_sentences)),
+        sentence_iterator=iter(sentences),
         model_writer=model,
         vocab_size=vocab_size,
         model_type="unigram",

@@ -19,14 +19,17 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from t5x_tl.config import memory_config, validate
-from t5x_tl.data import tasks
+from t5x_tl.data import pretraining_tasks, tasks
 from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus import CorpusSpec
 from t5x_tl.data.curriculum import Curriculum, Level, PlateauRule
 from t5x_tl.data.curriculum_batches import CurriculumBatches, level_task
+from t5x_tl.data.objectives import objective_sentinels
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches, hide_accelerators_from_tensorflow
-from t5x_tl.data.span_corruption import raw_length_for
+from t5x_tl.data.pretraining_tasks import variants_by_name
 from t5x_tl.data.task_modules import import_task_modules
+from t5x_tl.data.text_files import TextFiles, register_text_file_tasks
+from t5x_tl.data.vocabularies import EXTRA_IDS
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import build_model
@@ -101,15 +104,21 @@ def _task_name(cfg: ConfigDict) -> str:
 
 
 def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
-    """The task to train on (with a curriculum: validate on) and the targets length (derived for span
-    corruption when the config says 0)."""
+    """The task to train on (with a curriculum: validate on) and the targets length (derived for a pretraining
+    objective when the config says 0)."""
     import_task_modules(cfg.data.task_modules, "config.data.task_modules")
     task_name = _task_name(cfg)
-    if cfg.model.kind != "encoder_decoder" and not task_name:
+    text_files = bool(cfg.data.text_files.train or cfg.data.text_files.validation)
+    if task_name and text_files:
+        raise UserError("config.data.task and config.data.text_files both name the training data: set only one")
+    if cfg.data.concatenate_documents and not text_files:
+        raise UserError("config.data.concatenate_documents applies to config.data.text_files, which is empty")
+    default_data = not (task_name or text_files) and cfg.data.objective == pretraining_tasks.DEFAULT_OBJECTIVE
+    if cfg.model.kind != "encoder_decoder" and default_data:
         raise UserError(
-            f"config.model.kind={cfg.model.kind!r} needs config.data.task: the default task is span corruption for "
-            "an encoder-decoder. Pick a task of the objectives registry, e.g. --config.data.task=builtin_prefix_lm "
-            "--config.data.task_modules=t5x_tl.data.pretraining_tasks"
+            f"config.model.kind={cfg.model.kind!r} needs config.data.task or config.data.objective: the default is "
+            "span corruption for an encoder-decoder. Pick an objective that fits, e.g. "
+            "--config.data.objective=prefix_lm"
         )
     if task_name:
         key = "curriculum.task" if cfg.curriculum.strategy != "none" else "data.task"
@@ -120,9 +129,12 @@ def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
                 f"config.{key} names {task_name!r}, which is not a registered SeqIO task or mixture; "
                 "name the module that registers it in config.data.task_modules"
             ) from error
-        if not cfg.data.targets_length:
-            raise UserError("config.data.targets_length must be set for a task other than the built-in one")
-        return task, cfg.data.targets_length
+    else:
+        task = seqio.get_mixture_or_task(_objective_task(cfg, text_files))
+    return task, _targets_length(cfg, task.name)
+
+
+def _builtin_data(cfg: ConfigDict) -> tasks.BuiltinData:
     builtin = tasks.BuiltinData(
         corpus=CorpusSpec(**cfg.data.corpus.to_dict()),
         data_dir=resolve_data_dir(cfg.data.cache_dir),
@@ -133,16 +145,54 @@ def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
         builtin.corpus.validate()
     except ValueError as error:
         raise UserError(f"config.data.corpus: {error}") from error
+    return builtin
+
+
+def _objective_task(cfg: ConfigDict, text_files: bool) -> str:
+    """The task of ``data.objective`` over ``data.text_files`` or the built-in corpus (its historical span
+    corruption task for the default objective, the same preprocessing under the name older runs recorded)."""
+    variants = variants_by_name()
+    if cfg.data.objective not in variants:
+        raise UserError(f"config.data.objective={cfg.data.objective!r} is unknown: choose one of {sorted(variants)}")
+    if not text_files:
+        builtin = _builtin_data(cfg)
+        if cfg.data.objective == pretraining_tasks.DEFAULT_OBJECTIVE:
+            return tasks.builtin_span_corruption_task(builtin).name
+        pretraining_tasks.register_builtin_tasks(builtin)
+        return f"{pretraining_tasks.builtin_source_name(builtin)}_{cfg.data.objective}"
+    objective, params = variants[cfg.data.objective]
     try:
-        needed = raw_length_for(cfg.data.inputs_length, 0.15, 3.0)[1]
+        sentinels = objective_sentinels(objective, params, cfg.data.inputs_length)
+        files = TextFiles(
+            cfg.data.text_files.train,
+            cfg.data.text_files.validation,
+            resolve_data_dir(cfg.data.cache_dir),
+            vocabulary=cfg.data.vocabulary,
+            sentencepiece_size=cfg.data.sentencepiece_size,
+            extra_ids=max(EXTRA_IDS, sentinels),
+            concatenate=cfg.data.concatenate_documents,
+        )
+        return f"{register_text_file_tasks(files)}_{cfg.data.objective}"
+    except (ValueError, OSError) as error:
+        raise UserError(f"config.data.text_files: {error}") from error
+
+
+def _targets_length(cfg: ConfigDict, task_name: str) -> int:
+    """``data.targets_length``, or for a pretraining objective the length it needs when that is 0."""
+    try:
+        needed = tasks.objective_targets_length(task_name, cfg.data.inputs_length)
     except ValueError as error:
-        raise UserError(f"config.data.inputs_length={cfg.data.inputs_length} is too short: {error}") from error
+        raise UserError(f"config.data.inputs_length={cfg.data.inputs_length} does not fit: {error}") from error
+    if needed is None:
+        if not cfg.data.targets_length:
+            raise UserError(f"config.data.targets_length must be set for {task_name}, which is not an objective task")
+        return cfg.data.targets_length
     if cfg.data.targets_length and cfg.data.targets_length < needed:
         raise UserError(
-            f"config.data.targets_length={cfg.data.targets_length} is too short for span corruption of "
+            f"config.data.targets_length={cfg.data.targets_length} is too short for {task_name} with "
             f"inputs_length={cfg.data.inputs_length}: it needs {needed}; set it to 0 to derive it"
         )
-    return tasks.builtin_span_corruption_task(builtin), cfg.data.targets_length or needed
+    return cfg.data.targets_length or needed
 
 
 def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
