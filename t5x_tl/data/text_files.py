@@ -41,10 +41,10 @@ class TextFiles:
     def paths(self, split: str) -> list[str]:
         pattern = getattr(self, split)
         if not pattern:
-            raise ValueError(f"config.data.text_files.{split} is empty: give a glob for each of {SPLITS}")
+            raise ValueError(f"the {split} glob is empty: give one for each of {SPLITS}")
         paths = matching_files(pattern)
         if not paths:
-            raise ValueError(f"config.data.text_files.{split}={pattern!r} matches no file")
+            raise ValueError(f"the {split} glob {pattern!r} matches no file")
         return paths
 
     def cache_directory(self, splits: tuple[str, ...] = SPLITS) -> Path:
@@ -73,7 +73,7 @@ def _scan(files: TextFiles) -> dict[str, dict[str, int]]:
                 counts[split][path] += 1
                 replaced += "\ufffd" in document
         if not any(counts[split].values()):
-            raise ValueError(f"config.data.text_files.{split}={getattr(files, split)!r}: its files hold no document")
+            raise ValueError(f"the files of the {split} glob {getattr(files, split)!r} hold no document")
         if replaced:
             log.warning("%d %s documents hold U+FFFD, which stands for bytes that are not UTF-8", replaced, split)
     return counts

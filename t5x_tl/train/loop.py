@@ -163,6 +163,9 @@ def _objective_task(cfg: ConfigDict, text_files: bool) -> str:
     objective, params = variants[cfg.data.objective]
     try:
         sentinels = objective_sentinels(objective, params, cfg.data.inputs_length)
+    except ValueError as error:
+        raise UserError(f"config.data.inputs_length={cfg.data.inputs_length} does not fit: {error}") from error
+    try:
         files = TextFiles(
             cfg.data.text_files.train,
             cfg.data.text_files.validation,

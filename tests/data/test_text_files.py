@@ -95,9 +95,9 @@ def test_a_single_enormous_line_without_sentence_ends_trains_a_vocabulary(tmp_pa
 @pytest.mark.parametrize(
     ("files", "data", "message"),
     [
-        ({"train": "nothing_here_*.txt"}, {}, r"text_files\.train='.*nothing_here_\*\.txt' matches no file"),
-        ({"validation": ""}, {}, r"text_files\.validation is empty: give a glob for each of \('train', 'validation'\)"),
-        ({"train": "empty/*"}, {}, r"text_files\.train='.*empty/\*': its files hold no document"),
+        ({"train": "nothing_here_*.txt"}, {}, r"text_files: the train glob '.*nothing_here_\*\.txt' matches no file"),
+        ({"validation": ""}, {}, r"the validation glob is empty: give one for each of \('train', 'validation'\)"),
+        ({"train": "empty/*"}, {}, r"the files of the train glob '.*empty/\*' hold no document"),
         ({"train": "bad.jsonl"}, {}, r"bad\.jsonl:2 is not valid JSON"),
         ({}, {"objective": "span_magic"}, r"config\.data\.objective='span_magic' is unknown"),
         ({}, {"task": "builtin_prefix_lm"}, r"config\.data\.task and config\.data\.text_files both name"),
