@@ -71,18 +71,24 @@ def test_left_alignment_puts_each_prompt_behind_the_start_token():
     np.testing.assert_array_equal(real, [[True] * 4, [False, False, True, True]])
 
 
+@nnx.jit
+def _forward(model: DecoderOnly, tokens: jax.Array, prefix: jax.Array | None) -> jax.Array:
+    return model(tokens, None, prefix)
+
+
 def _uncached_greedy(model: DecoderOnly, prompt: np.ndarray, steps: int) -> list[int]:
-    """One unpadded prompt, re-evaluated in full for every new token."""
-    sequence = [0, *prompt[prompt > 0].tolist()]
+    """One unpadded prompt, re-evaluated in full for every new token. The sequence is a buffer as long as the
+    longest prompt allows, so one compiled forward serves every step and row; causal attention keeps the zeros
+    after the last known token out of its logits."""
+    known = prompt[prompt > 0].tolist()
+    sequence = np.zeros((1, 1 + len(prompt) + steps), np.int32)
+    sequence[0, 1 : 1 + len(known)] = known
+    prefix = (np.arange(sequence.shape[1]) <= len(known)).astype(np.int32)[None]
     generated = []
-    for _ in range(steps):
-        tokens = jnp.asarray([sequence])
-        prefix = jnp.asarray(
-            [[1] * (len(prompt[prompt > 0]) + 1) + [0] * (len(sequence) - 1 - len(prompt[prompt > 0]))]
-        )
-        logits = model(tokens, None, prefix if model.prefix_lm else None)
-        generated.append(int(jnp.argmax(logits[0, -1])))
-        sequence.append(generated[-1])
+    for position in range(len(known), len(known) + steps):
+        logits = _forward(model, jnp.asarray(sequence), jnp.asarray(prefix) if model.prefix_lm else None)
+        generated.append(int(jnp.argmax(logits[0, position])))
+        sequence[0, position + 1] = generated[-1]
     return generated
 
 

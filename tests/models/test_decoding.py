@@ -34,12 +34,22 @@ def _prompts(seed: int = 0) -> jnp.ndarray:
     return jnp.asarray(prompts, jnp.int32)
 
 
+@nnx.jit
+def _forward(model, prompts, decoder_inputs) -> jax.Array:
+    return model(prompts, decoder_inputs)
+
+
 def _uncached_greedy(model, prompts, steps) -> np.ndarray:
-    tokens = np.zeros((prompts.shape[0], 1), np.int32)
-    for _ in range(steps):
-        logits = np.asarray(model(prompts, jnp.asarray(tokens)))
-        tokens = np.concatenate([tokens, logits[:, -1].argmax(-1)[:, None].astype(np.int32)], axis=1)
-    return tokens[:, 1:]
+    """Greedy by teacher forcing: the whole output so far is read again for every new token. The decoder inputs
+    are a buffer of ``steps`` tokens, so one compiled forward serves every step; causal attention keeps the
+    zeros after position ``i`` out of its logits."""
+    decoder_inputs = np.zeros((prompts.shape[0], steps), np.int32)
+    generated = []
+    for i in range(steps):
+        generated.append(np.asarray(_forward(model, prompts, jnp.asarray(decoder_inputs)))[:, i].argmax(-1))
+        if i + 1 < steps:
+            decoder_inputs[:, i + 1] = generated[-1]
+    return np.stack(generated, axis=1).astype(np.int32)
 
 
 def _cut_after_eos(tokens: np.ndarray) -> np.ndarray:
