@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -111,11 +112,15 @@ def test_dropout_keys_are_per_layer_and_reproducible():
     _, params = _params(drop)
     batch = _batch()
 
+    @functools.partial(nnx.jit, static_argnames="deterministic")
+    def forward(model, enc, dec, rngs, deterministic: bool):
+        return model(enc, dec, deterministic=deterministic, rngs=rngs)
+
     def logits(cfg, seed: int | None):
-        model = nnx.merge(nnx.graphdef(EncoderDecoder(cfg, rngs=nnx.Rngs(0))), params)
+        model = nnx.merge(nnx.graphdef(nnx.eval_shape(lambda: EncoderDecoder(cfg, rngs=nnx.Rngs(0)))), params)
         rngs = None if seed is None else nnx.Rngs(dropout=seed)
         enc, dec = batch["encoder_input_tokens"], batch["decoder_input_tokens"]
-        return np.asarray(model(enc, dec, deterministic=seed is None, rngs=rngs))
+        return np.asarray(forward(model, enc, dec, rngs, seed is None))
 
     train = logits(drop, 1)
     np.testing.assert_array_equal(train, logits(drop, 1))
