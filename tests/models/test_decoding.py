@@ -11,6 +11,7 @@ import pytest
 import torch
 import transformers
 from flax import nnx
+from teacher_forcing import greedy_by_teacher_forcing
 
 from t5x_tl.models import decoding
 from t5x_tl.models.hf_convert import config_from_hf, params_from_hf
@@ -34,24 +35,6 @@ def _prompts(seed: int = 0) -> jnp.ndarray:
     return jnp.asarray(prompts, jnp.int32)
 
 
-@nnx.jit
-def _forward(model, prompts, decoder_inputs) -> jax.Array:
-    return model(prompts, decoder_inputs)
-
-
-def _uncached_greedy(model, prompts, steps) -> np.ndarray:
-    """Greedy by teacher forcing: the whole output so far is read again for every new token. The decoder inputs
-    are a buffer of ``steps`` tokens, so one compiled forward serves every step; causal attention keeps the
-    zeros after position ``i`` out of its logits."""
-    decoder_inputs = np.zeros((prompts.shape[0], steps), np.int32)
-    generated = []
-    for i in range(steps):
-        generated.append(np.asarray(_forward(model, prompts, jnp.asarray(decoder_inputs)))[:, i].argmax(-1))
-        if i + 1 < steps:
-            decoder_inputs[:, i + 1] = generated[-1]
-    return np.stack(generated, axis=1).astype(np.int32)
-
-
 def _cut_after_eos(tokens: np.ndarray) -> np.ndarray:
     out = tokens.copy()
     for row in out:
@@ -67,9 +50,10 @@ def test_cached_decode_step_equals_full_forward(model):
     decoder_inputs = jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
     full = np.asarray(model(prompts, decoder_inputs))
     cache, segments = model.init_decode_cache(prompts, max_length=16)
+    decode_step = nnx.jit(lambda model, *args: model.decode_step(*args))  # one compiled step for every position
     stepwise = []
     for i in range(9):
-        logits, cache = model.decode_step(decoder_inputs[:, i : i + 1], jnp.int32(i), cache, segments)
+        logits, cache = decode_step(model, decoder_inputs[:, i : i + 1], jnp.int32(i), cache, segments)
         stepwise.append(np.asarray(logits[:, 0]))
     np.testing.assert_allclose(np.stack(stepwise, axis=1), full, rtol=1e-5, atol=1e-5)
 
@@ -77,11 +61,11 @@ def test_cached_decode_step_equals_full_forward(model):
 def test_greedy_equals_uncached_greedy_with_mixed_prompt_lengths(model):
     prompts = _prompts()
     cached = np.asarray(decoding.greedy_decode(model, prompts, max_length=10))
-    np.testing.assert_array_equal(cached, _cut_after_eos(_uncached_greedy(model, prompts, 10)))
+    np.testing.assert_array_equal(cached, _cut_after_eos(greedy_by_teacher_forcing(model, prompts, 10)))
     alone = np.asarray(decoding.greedy_decode(model, prompts[2:3, :4], max_length=10))
     np.testing.assert_array_equal(cached[2:3], alone)
     endless = np.asarray(decoding.greedy_decode(model, prompts, max_length=10, eos_id=None))
-    np.testing.assert_array_equal(endless, _uncached_greedy(model, prompts, 10))
+    np.testing.assert_array_equal(endless, greedy_by_teacher_forcing(model, prompts, 10))
 
 
 def test_sampling_limits_collapse_to_greedy(model):

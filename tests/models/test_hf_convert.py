@@ -19,6 +19,7 @@ import safetensors.torch
 import torch
 import transformers
 from flax import nnx
+from teacher_forcing import greedy_by_teacher_forcing
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
@@ -88,24 +89,20 @@ def _logits(model: torch.nn.Module) -> np.ndarray:
         ).logits.numpy()
 
 
+@nnx.jit
+def _forward(model: EncoderDecoder, enc: jax.Array, dec: jax.Array) -> jax.Array:
+    return model(enc, dec)
+
+
 def _our_logits(model: EncoderDecoder) -> np.ndarray:
     enc, dec = _inputs()
-    return np.asarray(model(jnp.asarray(enc), jnp.asarray(dec)))
+    return np.asarray(_forward(model, jnp.asarray(enc), jnp.asarray(dec)))
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_logits_equal_transformers(variant):
     reference = _reference(variant)
     _assert_close(_our_logits(_ours_from(reference)), _logits(reference))
-
-
-def _greedy(model: EncoderDecoder, enc: np.ndarray, steps: int) -> np.ndarray:
-    """Token-by-token greedy decoding by full re-evaluation: the reference loop for later cached decoders."""
-    tokens = np.zeros((enc.shape[0], 1), np.int64)
-    for _ in range(steps):
-        logits = np.asarray(model(jnp.asarray(enc), jnp.asarray(tokens)))
-        tokens = np.concatenate([tokens, logits[:, -1].argmax(-1)[:, None]], axis=1)
-    return tokens[:, 1:]
 
 
 @pytest.mark.parametrize("variant", ["t5_1_0", "t5_1_1"])
@@ -122,7 +119,7 @@ def test_greedy_generation_equals_transformers(variant):
             num_beams=1,
             use_cache=False,  # transformers 5 sizes its cache by num_layers, which breaks 2+3 layer models
         ).numpy()[:, 1:]
-    np.testing.assert_array_equal(_greedy(_ours_from(reference), enc, 10), expected)
+    np.testing.assert_array_equal(greedy_by_teacher_forcing(_ours_from(reference), enc, 10), expected)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
