@@ -13,6 +13,7 @@ from ml_collections import ConfigDict
 
 from t5x_tl.errors import UserError
 
+_ABSENT = object()
 STUDY_RECORD = "study.json"
 
 
@@ -21,14 +22,28 @@ def claim_study_dir(study: ConfigDict, study_dir: Path) -> None:
     record = study_dir / STUDY_RECORD
     wanted = json.loads(study.to_json())
     if record.exists():
-        if json.loads(record.read_text()) != wanted:
+        differing = _differing_keys(json.loads(record.read_text()), wanted)
+        if differing:
+            shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
             raise UserError(
-                f"{study_dir} holds a study of another config (see {record}); use a fresh --study_dir, "
-                "or rerun with the config that started it to continue"
+                f"{study_dir} holds a study of another config ({shown} differ; see {record}); use a fresh "
+                "--study_dir, or rerun with the config that started it to continue"
             )
         return
     study_dir.mkdir(parents=True, exist_ok=True)
     write_json(record, wanted)
+
+
+def _differing_keys(recorded: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ between two config dicts, or that only one of them has."""
+    differing = []
+    for key in sorted(set(recorded) | set(wanted)):
+        old, new = recorded.get(key, _ABSENT), wanted.get(key, _ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differing += _differing_keys(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differing.append(f"{prefix}{key}")
+    return differing
 
 
 def _write_whole(path: Path, text: str) -> None:

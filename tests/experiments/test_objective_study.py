@@ -103,7 +103,7 @@ def test_rerunning_reuses_finished_runs_and_reruns_a_missing_one(finished, monke
 
 def test_a_directory_of_another_study_is_refused(finished):
     record = (finished / "study.json").read_text()
-    with pytest.raises(UserError, match="holds a study of another config"):
+    with pytest.raises(UserError, match=r"holds a study of another config \(seeds differ; see .*study\.json\)"):
         run_study(_study(seeds=(0, 1)), finished)
     assert (finished / "study.json").read_text() == record
 
