@@ -109,9 +109,13 @@ def test_local_file_errors_name_the_file_and_line(tmp_path, registered):
         _examples("nofiles_deshuffling", "deshuffling", {}, 1)
 
 
-def test_c4_tasks_under_tfds_mock_data(registered):
-    registered.extend(pretraining_tasks.register_c4_tasks(seqio.ByteVocabulary(extra_ids=100)))
+def test_c4_tasks_under_tfds_mock_data_concatenate_documents_as_t5(registered):
+    vocabulary = seqio.ByteVocabulary(extra_ids=100)
+    registered.extend(pretraining_tasks.register_c4_tasks(vocabulary))
     params = {"noise_density": 0.15, "mean_noise_span_length": 3.0}
     with tfds.testing.mock_data(num_examples=4):
-        examples = _examples("c4_random_spans_d15_s3", "random_spans", params, 3, try_in_mem_cache=False)
-    assert len(examples) == 3
+        texts = [e["text"] for e in tfds.as_numpy(tfds.load(pretraining_tasks.C4_TFDS_NAME, split="train"))]
+        examples = _examples("c4_random_spans_d15_s3", "random_spans", params, 100, try_in_mem_cache=False)
+    raw = objective_lengths("random_spans", params, LENGTHS["inputs"])[0]
+    total = sum(len(vocabulary.encode(text.decode("utf-8"))) for text in texts)  # the 4 documents: one group
+    assert len(texts) == 4 and len(examples) == total // raw + (total % raw >= 2)
