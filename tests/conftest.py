@@ -9,16 +9,16 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import jax
+# The tests compile the same tiny programs again and again, here and in the train, study and benchmark commands
+# they start as subprocesses: all share XLA's persistent cache for the session (set before JAX starts).
+_XLA_CACHE = tempfile.mkdtemp(prefix="t5x_tl_test_xla_cache_")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _XLA_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)
-# The train, study and benchmark commands the tests start as subprocesses compile the same tiny programs again
-# and again: they share XLA's persistent cache (this process keeps compiling its own, so compiler-facing tests
-# see fresh executables).
-_SUBPROCESS_CACHE = tempfile.mkdtemp(prefix="t5x_tl_test_xla_cache_")
-atexit.register(shutil.rmtree, _SUBPROCESS_CACHE, ignore_errors=True)
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _SUBPROCESS_CACHE)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
