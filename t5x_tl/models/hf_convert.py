@@ -361,16 +361,16 @@ def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
     if torch_file.is_file():
         import torch  # only for legacy PyTorch checkpoints
 
+        unreadable = UserError(
+            f"cannot read {torch_file} as a PyTorch state dict of tensors; the file is damaged, incomplete or "
+            "holds other objects: download or save it again"
+        )
         try:
             state = torch.load(str(torch_file), map_location="cpu", weights_only=True)
-        except Exception as error:  # EOFError, RuntimeError, UnpicklingError, ... depending on the damage
-            state = error  # reported below by its type, as any other content that is not a state dict
+        except Exception:  # EOFError, RuntimeError, UnpicklingError, ... depending on the damage
+            raise unreadable from None
         if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
-            found = type(state).__name__
-            raise UserError(
-                f"cannot read {torch_file} as a PyTorch state dict of tensors ({found}); the file is damaged, "
-                "incomplete or holds other objects: download or save it again"
-            )
+            raise unreadable
         return {name: tensor.float().numpy() for name, tensor in state.items()}
     raise UserError(f"{directory} has neither *.safetensors nor pytorch_model.bin weights")
 
