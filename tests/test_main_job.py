@@ -87,6 +87,9 @@ def test_rerun_resumes_from_the_latest_checkpoint(trained):
     result = _train(trained, "--config.train.steps=6", "--config.checkpoint.every=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Restored step 4 from {trained / 'checkpoints' / '4'}" in result.stderr
+    assert "Restored the input position of step 4 from its iterator state" in result.stderr
+    assert "Replaying" not in result.stderr  # constant-time resume: no batch of the stream is recomputed
+    assert (trained / "checkpoints" / "6" / "data" / "host_0-of-1.index").is_file()
     assert [r["step"] for r in _records(trained) if r["split"] == "train"][-2:] == [5, 6]
     assert _steps(trained)[-1] == 6
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,13 @@ class CurriculumBatches(Iterator[Batch]):
                 task = level_task(self.template, level)
                 self.consumed[task] = self.consumed.get(task, 0) + 1
         self._streams.clear()
+
+    def save_position(self, directory: Path) -> None:
+        """Nothing to write: the position is :meth:`state_dict` (levels' tasks read Python generators, whose
+        iterator state TensorFlow cannot save, so resuming replays each level's examples)."""
+
+    def restore_position(self, directory: Path) -> bool:
+        return False
 
     def close(self) -> None:
         """Finalises the open streams now (their Python generators cannot be finalised at interpreter exit)."""

@@ -22,9 +22,11 @@ encoder_only       ``EncoderFeatureConverter``   inputs and targets aligned toke
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import seqio
@@ -33,6 +35,7 @@ import tensorflow as tf
 from t5x_tl.data.noise_encoders import mask_token_id
 
 Batch = dict[str, np.ndarray]
+log = logging.getLogger("t5x_tl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,8 @@ class BatchSpec:
     host_sharding: str = "examples"  # or "source" (see converted_dataset)
 
     def __post_init__(self) -> None:
+        if self.host_sharding not in ("examples", "source"):
+            raise ValueError(f"host_sharding={self.host_sharding!r} is unknown; choose 'examples' or 'source'")
         if self.model_kind not in MODEL_KINDS:
             raise ValueError(f"model_kind={self.model_kind!r} is unknown; choose one of {MODEL_KINDS}")
         if self.model_kind == "encoder_only" and self.inputs_length != self.targets_length:
@@ -69,6 +74,18 @@ class BatchSpec:
         if self.model_kind == "encoder_only":
             return self.inputs_length
         return self.inputs_length + self.targets_length
+
+    def stream_signature(self) -> dict:
+        """What fixes the global stream: a checkpoint's position only continues a stream with an equal one.
+
+        The host count is part of it only when hosts shard the source (their streams then depend on it).
+        """
+        fields = dataclasses.asdict(self)
+        fields["global_batch_size"] = fields.pop("batch_size") * self.num_hosts
+        del fields["host_index"]
+        if self.host_sharding != "source":
+            del fields["num_hosts"]
+        return fields
 
     def task_feature_lengths(self) -> dict[str, int]:
         """The task features the model kind's converter reads, with their lengths."""
@@ -100,6 +117,20 @@ _CONVERTERS: dict[str, Callable[..., seqio.FeatureConverter]] = {
     "encoder_only": CorruptedTokensEncoderFeatureConverter,
 }
 MODEL_KINDS = tuple(_CONVERTERS)
+
+
+def _stream_change(saved: dict, current: dict) -> str:
+    differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
+    changes = ", ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in differing)
+    advice = (
+        "resume on as many processes, or "
+        if "num_hosts" in differing or "host_sharding" in differing
+        else "resume with the data settings that wrote it, or "
+    )
+    return (
+        f"the checkpoint's input position belongs to another data stream ({changes}); {advice}start a fresh "
+        "--workdir (config.checkpoint.init_from=<this workdir> keeps the trained weights)"
+    )
 
 
 def feature_converter(spec: BatchSpec) -> seqio.FeatureConverter:
@@ -158,18 +189,33 @@ def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
 
 
 class NumpyStream(Iterator[Batch]):
-    """A dataset's elements as numpy, released without blocking whoever drops the stream.
+    """A dataset's elements as numpy, with a saveable position, released without blocking whoever drops it.
 
+    The position is tf.data's own iterator state (source file offsets, shuffle and packing buffers, random
+    seeds): its size and restore time do not grow with the number of elements consumed, unlike replaying them.
     Destroying a tf.data iterator waits for its autotuning thread, which sleeps between rounds: up to 2.4 s
     a drop in ``scripts/bench_stream_release.py`` on 2 cores. A dropped stream is destroyed on a thread of its
     own instead (not a daemon: the interpreter joins it before exiting).
     """
 
     def __init__(self, dataset: tf.data.Dataset):
-        self._iterator = dataset.as_numpy_iterator()
+        self._iterator = iter(dataset)
 
     def __next__(self) -> Batch:
-        return next(self._iterator)
+        return tf.nest.map_structure(lambda tensor: tensor.numpy(), next(self._iterator))
+
+    def save(self, prefix: Path) -> bool:
+        """Writes the position under ``prefix``; False when the pipeline holds state TensorFlow cannot save (a
+        source that reads a Python generator)."""
+        try:
+            tf.train.Checkpoint(iterator=self._iterator).write(str(prefix))
+        except tf.errors.FailedPreconditionError:
+            return False
+        return True
+
+    def restore(self, prefix: Path) -> None:
+        """Continues from the position saved under ``prefix`` by a stream of the same dataset."""
+        tf.train.Checkpoint(iterator=self._iterator).read(str(prefix)).assert_consumed()
 
     def __del__(self) -> None:
         iterator, self._iterator = getattr(self, "_iterator", None), None
@@ -180,7 +226,7 @@ class NumpyStream(Iterator[Batch]):
 
 
 def numpy_batches(spec: BatchSpec, skip_batches: int = 0) -> NumpyStream:
-    """Host-local numpy batches, resuming after ``skip_batches`` already consumed ones.
+    """Host-local numpy batches, after ``skip_batches`` already consumed ones (replayed: O(skip_batches)).
 
     The stream is a deterministic function of the spec, so skipping reproduces exactly the batches an
     uninterrupted run would have seen next.
@@ -189,23 +235,63 @@ def numpy_batches(spec: BatchSpec, skip_batches: int = 0) -> NumpyStream:
 
 
 class TaskBatches(Iterator[Batch]):
-    """:func:`numpy_batches` of ``spec`` with a saveable position (the number of batches consumed)."""
+    """:func:`numpy_batches` of ``spec`` with a position that checkpoints save and restore in constant time.
+
+    :meth:`state_dict` (JSON: the batch count and what fixes the global stream) goes into the checkpoint's
+    metadata; :meth:`save_position` writes this host's iterator state into the checkpoint's folder. Resuming
+    restores that state; where there is none (a source TensorFlow cannot checkpoint, another host count, an
+    older checkpoint) the stream replays the batches consumed so far, which gives the same batches, slower.
+    """
 
     def __init__(self, spec: BatchSpec):
         self.spec, self.batches = spec, 0
-        self._stream: Iterator[Batch] | None = None
+        self._stream: NumpyStream | None = None
+        self._unsaveable_logged = False
 
     def __next__(self) -> Batch:
-        if self._stream is None:
-            self._stream = numpy_batches(self.spec, skip_batches=self.batches)
+        batch = next(self._open())
         self.batches += 1
-        return next(self._stream)
+        return batch
+
+    def _open(self) -> NumpyStream:
+        if self._stream is None:
+            if self.batches:
+                log.info("Replaying %d batches of %s to reach the saved input position", self.batches, self.spec.task)
+            self._stream = numpy_batches(self.spec, skip_batches=self.batches)
+        return self._stream
 
     def state_dict(self) -> dict:
-        return {"batches": self.batches}
+        return {"batches": self.batches, "stream": self.spec.stream_signature()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continues after ``state["batches"]``; ValueError if the checkpoint read another global stream."""
+        saved = state.get("stream")
+        if saved is not None and saved != self.spec.stream_signature():
+            raise ValueError(_stream_change(saved, self.spec.stream_signature()))
         self.batches, self._stream = state["batches"], None
+
+    def position_name(self) -> str:
+        return f"host_{self.spec.host_index}-of-{self.spec.num_hosts}"
+
+    def save_position(self, directory: Path) -> None:
+        """Writes this host's iterator state into ``directory`` (a checkpoint step's ``data`` folder)."""
+        if not self._open().save(directory / self.position_name()) and not self._unsaveable_logged:
+            self._unsaveable_logged = True
+            log.warning(
+                "The input position of %s cannot be saved as iterator state (its source reads a Python generator): "
+                "resuming will replay the batches consumed so far",
+                self.spec.task,
+            )
+
+    def restore_position(self, directory: Path) -> bool:
+        """Restores this host's iterator state from ``directory`` when it holds one; returns whether it did."""
+        prefix = directory / self.position_name()
+        if not prefix.with_name(prefix.name + ".index").is_file():
+            return False
+        stream = numpy_batches(self.spec)
+        stream.restore(prefix)
+        self._stream = stream
+        return True
 
     def close(self) -> None:
         self._stream = None

@@ -1,22 +1,58 @@
 """Orbax checkpoints of the train state plus a JSON record of what was saved.
 
-Each step folder holds ``state`` (sharded arrays) and ``metadata`` (the model's shape signature and the data
-position). The metadata is read first, so a workdir holding another model is refused before any array is
-touched. Saves are asynchronous; Orbax commits a step atomically (a half-written step is never listed) and
-deletes old steps only after a newer one is committed. A committed step that cannot be read (a damaged
-disk, a file truncated by hand) is moved aside and the loop falls back to the previous one.
+Each step folder holds ``state`` (sharded arrays), ``metadata`` (the model's shape signature and the data position
+as a batch count) and ``data`` (each host's input iterator state, so resuming never replays the stream; see
+:class:`t5x_tl.data.pipeline.TaskBatches`). The metadata is read first, so a workdir holding another model is
+refused before any array is touched. Saves are asynchronous; Orbax commits a step atomically (a half-written step is
+never listed) and deletes old steps only after a newer one is committed. A committed step that cannot be read (a
+damaged disk, a file truncated by hand) is moved aside and the loop falls back to the previous one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from t5x_tl.errors import UserError
+
+
+class InputPosition(Protocol):
+    """A host's input stream whose position a checkpoint holds (one file set per host, in the step's ``data``)."""
+
+    def save_position(self, directory: Path) -> None: ...
+
+    def restore_position(self, directory: Path) -> bool: ...
+
+
+class InputPositionHandler(ocp.CheckpointHandler):
+    """Every host writes (and reads back) its own input position into the step's ``data`` folder."""
+
+    def save(self, directory: epath.Path, args: InputPositionSave) -> None:
+        args.stream.save_position(Path(directory))
+
+    def restore(self, directory: epath.Path, args: InputPositionRestore) -> bool:
+        return args.stream.restore_position(Path(directory))
+
+
+@ocp.args.register_with_handler(InputPositionHandler, for_save=True)
+@dataclasses.dataclass
+class InputPositionSave(ocp.args.CheckpointArgs):
+    stream: InputPosition
+
+
+@ocp.args.register_with_handler(InputPositionHandler, for_restore=True)
+@dataclasses.dataclass
+class InputPositionRestore(ocp.args.CheckpointArgs):
+    stream: InputPosition
+
+
+ITEMS = ("state", "metadata", "data")
 
 
 class Checkpointer:
@@ -30,7 +66,7 @@ class Checkpointer:
             enable_async_checkpointing=True,
             create=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "metadata"))
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -54,10 +90,17 @@ class Checkpointer:
         self._manager.reload()
         return target
 
-    def save(self, step: int, state: Any, metadata: dict, force: bool = False) -> bool:
-        """Starts an asynchronous save if the policy (or ``force``) asks for one; returns whether it did."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata))
-        return self._manager.save(step, args=args, force=force)
+    def save(
+        self, step: int, state: Any, metadata: dict, stream: InputPosition | None = None, force: bool = False
+    ) -> bool:
+        """Starts an asynchronous save if the policy (or ``force``) asks for one; returns whether it did.
+
+        The input position of ``stream`` is written before this returns (it moves on with the next batch).
+        """
+        items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
+        if stream is not None:
+            items["data"] = InputPositionSave(stream)
+        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def metadata(self, step: int) -> dict:
         try:
@@ -74,6 +117,13 @@ class Checkpointer:
         restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return restored.state
 
+    def restore_input_position(self, step: int, stream: InputPosition) -> bool:
+        """Puts ``stream`` where it was at ``step``; False when the step holds no position for this host."""
+        if not (self.directory / str(step) / "data").is_dir():
+            return False
+        restored = self._manager.restore(step, args=ocp.args.Composite(data=InputPositionRestore(stream)))
+        return restored.data
+
     def wait(self) -> None:
         """Blocks until every asynchronous save is committed."""
         self._manager.wait_until_finished()
@@ -84,7 +134,7 @@ class Checkpointer:
 
 def read_params(directory: Path, step: int | None = None) -> tuple[int, dict, dict]:
     """(step, parameters as host arrays, metadata) of a training checkpoint, without rebuilding its optimizer."""
-    manager = ocp.CheckpointManager(directory.absolute(), item_names=("state", "metadata"))
+    manager = ocp.CheckpointManager(directory.absolute(), item_names=ITEMS)
     try:
         step = manager.latest_step() if step is None else step
         if step is None or step not in manager.all_steps():

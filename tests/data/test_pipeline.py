@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import seqio
 import tensorflow as tf
 
 from t5x_tl.data import tasks
-from t5x_tl.data.pipeline import BatchSpec, NumpyStream, numpy_batches
+from t5x_tl.data.pipeline import BatchSpec, NumpyStream, TaskBatches, numpy_batches
 
 
 def _spec(small_data, **changes) -> BatchSpec:
@@ -40,6 +41,63 @@ def test_skipping_reproduces_the_uninterrupted_stream(small_data):
     for a, b in zip(uninterrupted[3:], resumed, strict=True):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_a_saved_iterator_state_continues_the_stream_exactly_and_replays_nothing(small_data, tmp_path, caplog):
+    spec = _spec(small_data)
+    uninterrupted = list(itertools.islice(numpy_batches(spec), 5))
+    writer = TaskBatches(spec)
+    for _ in range(3):
+        next(writer)
+    writer.save_position(tmp_path)
+    reader = TaskBatches(spec)
+    reader.load_state_dict(writer.state_dict())
+    with caplog.at_level(logging.INFO, logger="t5x_tl"):
+        assert reader.restore_position(tmp_path)
+        resumed = [next(reader) for _ in range(2)]
+    assert "Replaying" not in caplog.text
+    for a, b in zip(uninterrupted[3:], resumed, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not TaskBatches(dataclasses.replace(spec, host_index=1, num_hosts=2)).restore_position(tmp_path)
+
+
+def test_a_generator_source_cannot_save_its_iterator_so_resuming_replays_it(toy_tasks, tmp_path, caplog):
+    fields = dict(split="train", inputs_length=8, targets_length=4, batch_size=1, seed=0, pack=False, shuffle=False)
+    spec = BatchSpec(task=toy_tasks["pairs"], **fields)
+    writer = TaskBatches(spec)
+    first = [next(writer) for _ in range(2)]
+    with caplog.at_level(logging.WARNING, logger="t5x_tl"):
+        writer.save_position(tmp_path)
+    assert "cannot be saved as iterator state" in caplog.text
+    reader = TaskBatches(spec)
+    reader.load_state_dict(writer.state_dict())
+    assert not reader.restore_position(tmp_path)
+    np.testing.assert_array_equal(next(reader)["decoder_target_tokens"], next(writer)["decoder_target_tokens"])
+    assert not np.array_equal(first[0]["decoder_target_tokens"], first[1]["decoder_target_tokens"])
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (dict(inputs_length=32), "inputs_length: 64 -> 32"),
+        (dict(seed=6), "seed: 5 -> 6"),
+        (dict(host_sharding="source", num_hosts=2), "host_sharding: 'examples' -> 'source'"),
+    ],
+)
+def test_a_position_is_refused_by_another_stream_and_the_message_names_the_change(small_data, change, named):
+    saved = TaskBatches(_spec(small_data)).state_dict()
+    with pytest.raises(ValueError, match="another data stream") as error:
+        TaskBatches(_spec(small_data, **change)).load_state_dict(saved)
+    assert named in str(error.value) and "fresh --workdir" in str(error.value)
+
+
+def test_example_sharded_hosts_continue_one_global_stream_on_another_host_count(small_data):
+    saved = TaskBatches(_spec(small_data, batch_size=8)).state_dict()
+    TaskBatches(_spec(small_data, batch_size=4, host_index=1, num_hosts=2)).load_state_dict(saved)
+    by_source = TaskBatches(_spec(small_data, host_sharding="source", num_hosts=2)).state_dict()
+    with pytest.raises(ValueError, match="num_hosts: 2 -> 4.*resume on as many processes"):
+        TaskBatches(_spec(small_data, host_sharding="source", num_hosts=4, batch_size=2)).load_state_dict(by_source)
 
 
 def test_source_sharded_hosts_read_disjoint_shards(small_data):

@@ -28,6 +28,7 @@ JOB = [
     "--config.train.eval_batches=2",
     "--config.train.log_every=1",
     "--config.checkpoint.every=3",
+    "--config.data.host_sharding=examples",  # the same global batches on any host count
 ]
 
 
