@@ -16,12 +16,15 @@ from ml_collections import ConfigDict
 
 from t5x_tl.data.curriculum import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
+from t5x_tl.models.attention import ATTENTION_IMPLS
 from t5x_tl.models.kinds import MODEL_KINDS
 from t5x_tl.models.segments import ALIGNMENTS, MemoryConfig
 from t5x_tl.models.sizes import T5_1_1_SIZES
 from t5x_tl.models.stack import REMAT_POLICIES
 from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
 from t5x_tl.train.partitioning import RULE_PRESETS
+
+HOST_SHARDINGS = ("auto", "source", "examples")  # see data.host_sharding below
 
 DEFAULT_RULES = RULE_PRESETS["tensor_parallel"]  # with model=1 (the default mesh), plain data parallelism
 
@@ -39,6 +42,9 @@ def base_config() -> ConfigDict:
             dropout_rate=0.0,
             scan_layers=True,  # lax.scan over the layers (flat compile time) or an unrolled loop
             remat_policy="none",  # t5x_tl.models.stack.REMAT_POLICIES: none, full, dots, dots_with_no_batch_dims
+            # auto (cuDNN's fused attention on NVIDIA GPUs where it applies, else xla), xla (einsums + softmax),
+            # dot_product (jax.nn.dot_product_attention's XLA code) or cudnn (t5x_tl.models.attention)
+            attention_impl="auto",
             # a Recurrent Memory Transformer over the model kind (t5x_tl.models.rmt) when segment_size > 0
             rmt=ConfigDict(
                 dict(
@@ -71,10 +77,11 @@ def base_config() -> ConfigDict:
             targets_length=0,  # 0: derived from inputs_length so span corruption loses no token
             batch_size=32,  # global, across all hosts
             pack=True,
-            # each host reads every example and keeps its round-robin share ("examples": the same global
-            # batches on any number of hosts), or SeqIO shards the source by host ("source": no host reads
-            # more than its share, for large pods; the data order then depends on the host count)
-            host_sharding="examples",
+            # "source": SeqIO shards the source by host (no host preprocesses more than its share; the data
+            # order depends on the host count); "examples": each host preprocesses the whole stream and keeps
+            # its round-robin share (the same global batches on any number of hosts, at N times the input work);
+            # "auto": "source" on more than one process
+            host_sharding="auto",
         )
     )
     cfg.train = ConfigDict(
@@ -192,13 +199,14 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     _one_of(flat, "model.kind", MODEL_KINDS)
     _one_of(flat, "model.size", T5_1_1_SIZES)
     _one_of(flat, "model.remat_policy", REMAT_POLICIES)
+    _one_of(flat, "model.attention_impl", ATTENTION_IMPLS)
     _check(
         isinstance(flat["model.scan_layers"], bool), "model.scan_layers", flat["model.scan_layers"], "use True or False"
     )
     _one_of(flat, "model.dtype", ("float32", "bfloat16"))
     _one_of(flat, "model.param_dtype", ("float32", "bfloat16"))
     _one_of(flat, "data.vocabulary", ("sentencepiece", "byte"))
-    _one_of(flat, "data.host_sharding", ("examples", "source"))
+    _one_of(flat, "data.host_sharding", HOST_SHARDINGS)
     _one_of(flat, "optimizer.name", OPTIMIZERS)
     _one_of(flat, "optimizer.schedule", SCHEDULES)
     _positive(flat, ["data.inputs_length", "data.batch_size", "data.sentencepiece_size", "train.steps"])

@@ -24,7 +24,8 @@ def load_model(workdir: Path, step: int | None = None) -> tuple[int, nnx.Module]
     kind = metadata.get("model", {}).get("kind", "encoder_decoder")
     if kind not in DECODABLE_KINDS:
         raise UserError(f"a {kind} model does not generate text; evaluate one of {DECODABLE_KINDS}")
-    cfg = T5Config(**metadata["model_config"])
+    # the attention kernel is the machine's choice, not the checkpoint's (one trained with cuDNN evaluates on a CPU)
+    cfg = T5Config(**{**metadata["model_config"], "attention_impl": "auto"})
     memory = MemoryConfig(**metadata["memory_config"]) if "memory_config" in metadata else None
     graphdef, _ = abstract_model(lambda rngs: build_model(kind, cfg, rngs, memory))
     return step, nnx.merge(graphdef, params)

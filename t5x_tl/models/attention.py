@@ -2,6 +2,10 @@
 
 Masks are boolean ``B x 1 x Q x K`` arrays (True = may attend). Packed examples are kept apart by segment ids;
 padding is segment id 0, so one rule covers both.
+
+The attention itself runs as explicit einsums + softmax (``"xla"``) or through ``jax.nn.dot_product_attention``
+(``"dot_product"``: its XLA implementation, any platform; ``"cudnn"``: cuDNN's fused kernel, NVIDIA GPUs);
+``"auto"`` picks cuDNN where it applies and the einsums elsewhere (see :func:`resolve_attention_impl`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,46 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_tl.models.layers import logical_param
+from t5x_tl.models.sharding import BLD, BLHK, constrain
 
 _NEG_INF = -1e10  # large but finite, so fully masked rows give a uniform (not NaN) softmax
+
+ATTENTION_IMPLS = ("auto", "xla", "dot_product", "cudnn")
+_CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def _on_nvidia_gpu() -> bool:
+    device = jax.devices()[0]
+    return device.platform == "gpu" and "nvidia" in device.device_kind.lower()
+
+
+def resolve_attention_impl(impl: str, *, dtype: jnp.dtype, d_kv: int, dropout_active: bool, cached: bool) -> str:
+    """The implementation one attention call runs: ``"xla"``, ``"dot_product"`` or ``"cudnn"``.
+
+    Dropout on the attention weights has no place in ``jax.nn.dot_product_attention``, so a call that drops
+    (``dropout_rate > 0`` and not deterministic) always runs ``"xla"``. ``"auto"`` runs ``"cudnn"`` on an NVIDIA
+    GPU for bfloat16/float16 with a head size cuDNN takes (a multiple of 8, at most 128), outside cached decoding
+    (one-token steps over a cache are memory-bound); everywhere else, the CPU included, it runs ``"xla"``.
+    ``"cudnn"`` asked for explicitly raises ``ValueError`` off an NVIDIA GPU or for another dtype.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"unknown attention_impl {impl!r}; choose one of {ATTENTION_IMPLS}")
+    if impl == "cudnn":
+        if not _on_nvidia_gpu():
+            raise ValueError(
+                f"attention_impl='cudnn' needs an NVIDIA GPU, not {jax.devices()[0].device_kind!r}: use 'auto' "
+                "(cuDNN where it applies, else XLA), 'xla' or 'dot_product'"
+            )
+        if jnp.dtype(dtype) not in _CUDNN_DTYPES:
+            raise ValueError(
+                f"attention_impl='cudnn' needs dtype bfloat16 or float16, not {jnp.dtype(dtype).name}: use 'auto'"
+            )
+    if dropout_active:
+        return "xla"
+    if impl == "auto":
+        supported = jnp.dtype(dtype) in _CUDNN_DTYPES and d_kv % 8 == 0 and d_kv <= 128 and not cached
+        return "cudnn" if supported and _on_nvidia_gpu() else "xla"
+    return impl
 
 
 def relative_position_buckets(
@@ -98,7 +140,15 @@ def prefix_mask(causal_attention_BxL: jax.Array) -> jax.Array:
 
 
 class MultiHeadAttention(nnx.Module):
-    """Dot-product attention without the 1/sqrt(d) factor, which T5 folds into the query initialiser."""
+    """Dot-product attention without the 1/sqrt(d) factor, which T5 folds into the query initialiser.
+
+    ``attention_impl`` (one of :data:`ATTENTION_IMPLS`) chooses how the logits, softmax and weighted sum run; it
+    changes no parameter. Every choice but ``"xla"`` calls ``jax.nn.dot_product_attention`` with the relative
+    bias as ``bias``, the boolean mask as ``mask`` and ``scale=1.0``. Its XLA implementation also gives a fully
+    masked query row (a padding query) a uniform softmax, so ``"dot_product"`` equals ``"xla"`` at every position,
+    forward and backward (``tests/models/test_fused_attention.py``). Attention-weight dropout (``dropout_rate > 0``,
+    not deterministic) always runs the ``"xla"`` einsums, whatever the choice: the fused call cannot drop.
+    """
 
     def __init__(
         self,
@@ -110,7 +160,11 @@ class MultiHeadAttention(nnx.Module):
         dtype: jnp.dtype,
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
+        attention_impl: str = "auto",
     ):
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"unknown attention_impl {attention_impl!r}; choose one of {ATTENTION_IMPLS}")
+        self.attention_impl = attention_impl
         self.dtype = dtype
         normal = nnx.initializers.normal
         qkv_axes = ("embed", "heads", "kv")
@@ -131,7 +185,7 @@ class MultiHeadAttention(nnx.Module):
         """Keys and values of a context: computed once and cached when decoding."""
         k_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxTxD, self.key[...].astype(self.dtype))
         v_BxTxHxK = jnp.einsum("btd,dhk->bthk", context_BxTxD, self.value[...].astype(self.dtype))
-        return k_BxTxHxK, v_BxTxHxK
+        return constrain(k_BxTxHxK, BLHK), constrain(v_BxTxHxK, BLHK)
 
     def __call__(
         self,
@@ -145,14 +199,34 @@ class MultiHeadAttention(nnx.Module):
         key_value: tuple[jax.Array, jax.Array] | None = None,
     ) -> jax.Array:
         """Attends from ``x`` to ``context``, or to precomputed ``key_value`` (a decoding cache) when given."""
-        q_BxQxHxK = jnp.einsum("bqd,dhk->bqhk", x_BxQxD, self.query[...].astype(self.dtype))
+        q_BxQxHxK = constrain(jnp.einsum("bqd,dhk->bqhk", x_BxQxD, self.query[...].astype(self.dtype)), BLHK)
         k_BxTxHxK, v_BxTxHxK = key_value if key_value is not None else self.key_value(context_BxKxD)
-        logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK).astype(jnp.float32)
-        if bias_1xHxQxK is not None:
-            logits_BxHxQxT = logits_BxHxQxT + bias_1xHxQxK.astype(jnp.float32)
-        if mask_Bx1xQxK is not None:
-            logits_BxHxQxT = jnp.where(mask_Bx1xQxK, logits_BxHxQxT, _NEG_INF)
-        weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1).astype(self.dtype)
-        weights_BxHxQxT = self.dropout(weights_BxHxQxT, deterministic=deterministic, rngs=rngs)
-        attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT, v_BxTxHxK)
-        return jnp.einsum("bqhk,hkd->bqd", attended_BxQxHxK, self.out[...].astype(self.dtype))
+        impl = resolve_attention_impl(
+            self.attention_impl,
+            dtype=self.dtype,
+            d_kv=q_BxQxHxK.shape[-1],
+            dropout_active=self.dropout.rate > 0 and not deterministic,
+            cached=key_value is not None,
+        )
+        if impl == "xla":
+            logits_BxHxQxT = jnp.einsum("bqhk,bthk->bhqt", q_BxQxHxK, k_BxTxHxK).astype(jnp.float32)
+            if bias_1xHxQxK is not None:
+                logits_BxHxQxT = logits_BxHxQxT + bias_1xHxQxK.astype(jnp.float32)
+            if mask_Bx1xQxK is not None:
+                logits_BxHxQxT = jnp.where(mask_Bx1xQxK, logits_BxHxQxT, _NEG_INF)
+            weights_BxHxQxT = jax.nn.softmax(logits_BxHxQxT, axis=-1).astype(self.dtype)
+            weights_BxHxQxT = self.dropout(weights_BxHxQxT, deterministic=deterministic, rngs=rngs)
+            attended_BxQxHxK = jnp.einsum("bhqt,bthk->bqhk", weights_BxHxQxT, v_BxTxHxK)
+        else:
+            # The bias keeps batch 1 and the mask stays boolean: for cuDNN, jax adds the mask to the bias itself and
+            # sums that sum's gradient back over the batch.
+            attended_BxQxHxK = jax.nn.dot_product_attention(
+                q_BxQxHxK,
+                k_BxTxHxK.astype(q_BxQxHxK.dtype),
+                v_BxTxHxK.astype(q_BxQxHxK.dtype),
+                bias=None if bias_1xHxQxK is None else bias_1xHxQxK.astype(q_BxQxHxK.dtype),
+                mask=mask_Bx1xQxK,
+                scale=1.0,
+                implementation="cudnn" if impl == "cudnn" else "xla",
+            )
+        return constrain(jnp.einsum("bqhk,hkd->bqd", attended_BxQxHxK, self.out[...].astype(self.dtype)), BLD)

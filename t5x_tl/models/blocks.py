@@ -2,7 +2,8 @@
 
 Pre-norm residual blocks with RMSNorm, no biases and dropout, as in T5. :class:`SelfAttentionLayer` is the
 encoder's layer and also the decoder-only model's (with a causal or prefix mask); :class:`DecoderLayer` adds
-cross-attention to an encoder's output.
+cross-attention to an encoder's output. The residual stream after every block carries the activation sharding
+constraint ``(batch, length, embed)`` (:mod:`t5x_tl.models.sharding`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flax import nnx
 from t5x_tl.models.attention import MultiHeadAttention, RelativePositionBias
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.layers import Mlp, RMSNorm
+from t5x_tl.models.sharding import BLD, constrain
 from t5x_tl.models.stack import LayerStack
 
 Cache = dict[str, jax.Array]
@@ -24,7 +26,14 @@ def common(cfg: T5Config, rngs: nnx.Rngs) -> dict:
 
 
 def attention(cfg: T5Config, rngs: nnx.Rngs) -> MultiHeadAttention:
-    return MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.d_kv, dropout_rate=cfg.dropout_rate, **common(cfg, rngs))
+    return MultiHeadAttention(
+        cfg.d_model,
+        cfg.num_heads,
+        cfg.d_kv,
+        dropout_rate=cfg.dropout_rate,
+        attention_impl=cfg.attention_impl,
+        **common(cfg, rngs),
+    )
 
 
 def norm(cfg: T5Config, rngs: nnx.Rngs) -> RMSNorm:
@@ -76,13 +85,13 @@ class SelfAttentionLayer(nnx.Module):
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
     def _mlp_block(self, x_BxLxD, drop: dict) -> jax.Array:
-        return x_BxLxD + self.dropout(self.mlp(self.mlp_norm(x_BxLxD), **drop), **drop)
+        return constrain(x_BxLxD + self.dropout(self.mlp(self.mlp_norm(x_BxLxD), **drop), **drop), BLD)
 
     def __call__(self, x_BxLxD, *, mask, bias, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         h = self.attention_norm(x_BxLxD)
         h = self.attention(h, h, mask_Bx1xQxK=mask, bias_1xHxQxK=bias, **drop)
-        return self._mlp_block(x_BxLxD + self.dropout(h, **drop), drop)
+        return self._mlp_block(constrain(x_BxLxD + self.dropout(h, **drop), BLD), drop)
 
     def decode(self, x_BxQxD, cache: Cache, position, *, mask, bias) -> tuple[jax.Array, Cache]:
         """The same layer for ``Q`` tokens at ``position..`` against cached keys/values (decoder-only models)."""
@@ -90,7 +99,7 @@ class SelfAttentionLayer(nnx.Module):
         h, cache = _cached_self_attention(
             self.attention, self.attention_norm(x_BxQxD), cache, position, mask=mask, bias=bias
         )
-        return self._mlp_block(x_BxQxD + h, drop), cache
+        return self._mlp_block(constrain(x_BxQxD + h, BLD), drop), cache
 
 
 class DecoderLayer(nnx.Module):
@@ -106,9 +115,9 @@ class DecoderLayer(nnx.Module):
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
     def _blocks(self, y_BxLxD, self_attend, cross_attend, drop: dict) -> jax.Array:
-        y_BxLxD = y_BxLxD + self.dropout(self_attend(self.self_attention_norm(y_BxLxD)), **drop)
-        y_BxLxD = y_BxLxD + self.dropout(cross_attend(self.cross_attention_norm(y_BxLxD)), **drop)
-        return y_BxLxD + self.dropout(self.mlp(self.mlp_norm(y_BxLxD), **drop), **drop)
+        y_BxLxD = constrain(y_BxLxD + self.dropout(self_attend(self.self_attention_norm(y_BxLxD)), **drop), BLD)
+        y_BxLxD = constrain(y_BxLxD + self.dropout(cross_attend(self.cross_attention_norm(y_BxLxD)), **drop), BLD)
+        return constrain(y_BxLxD + self.dropout(self.mlp(self.mlp_norm(y_BxLxD), **drop), **drop), BLD)
 
     def __call__(
         self, y_BxLxD, encoded_BxSxD, *, self_mask, self_bias, cross_mask, deterministic: bool, rngs: nnx.Rngs | None

@@ -15,8 +15,8 @@ class T5Config:
     """T5 1.1 by default; T5 1.0 is ``feed_forward_proj="relu", tie_word_embeddings=True``; UMT5 adds
     ``per_layer_relative_bias=True``. Decoder-only models use the decoder layer count, encoder-only the encoder's.
 
-    ``scan_layers`` and ``remat_policy`` change how the layers execute, not the parameters: a checkpoint
-    restores under any setting of them.
+    ``scan_layers``, ``remat_policy`` and ``attention_impl`` change how the layers execute, not the parameters: a
+    checkpoint restores under any setting of them.
     """
 
     vocab_size: int
@@ -37,6 +37,7 @@ class T5Config:
     param_dtype: str = "float32"
     scan_layers: bool = True  # one compiled layer body (lax.scan) or an unrolled loop; same parameters
     remat_policy: str = "none"  # see t5x_tl.models.stack.REMAT_POLICIES
+    attention_impl: str = "auto"  # see t5x_tl.models.attention.ATTENTION_IMPLS: auto, xla, dot_product, cudnn
 
     def shape_signature(self) -> dict[str, int | str | bool]:
         """The fields that fix the parameter tree: a checkpoint restores only onto an equal signature."""

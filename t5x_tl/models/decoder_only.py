@@ -18,6 +18,7 @@ from flax import nnx
 from t5x_tl.models.attention import causal_mask, prefix_mask, segment_mask
 from t5x_tl.models.blocks import Cache, SelfAttentionLayer, StackBias, empty_cache, layer_stack, norm, pick_bias
 from t5x_tl.models.config import T5Config
+from t5x_tl.models.sharding import BLD, constrain
 from t5x_tl.models.t5 import TokenModel, dropout_key
 
 
@@ -81,7 +82,7 @@ class DecoderOnly(TokenModel):
 
         x = self.dropout(x_BxLxD, **drop)
         x, _ = self.layers(apply, x, per_layer, dropout_key=dropout_key(rngs))
-        return self.dropout(self.final_norm(x), **drop)
+        return constrain(self.dropout(self.final_norm(x), **drop), BLD)
 
     def prompt_attention(self, prompts_BxS: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
         """Left-aligned prompt sequences, their segment ids and (prefix LM) causal-attention prefix."""

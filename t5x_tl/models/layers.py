@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from t5x_tl.models.sharding import BLD, BLF, constrain
+
 Initializer = nnx.initializers.Initializer
 
 
@@ -49,7 +51,7 @@ class Embed(nnx.Module):
         )
 
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
-        return jnp.take(self.embedding[...], tokens_BxL, axis=0).astype(self.dtype)
+        return constrain(jnp.take(self.embedding[...], tokens_BxL, axis=0).astype(self.dtype), BLD)
 
 
 ACTIVATIONS = {
@@ -104,5 +106,6 @@ class Mlp(nnx.Module):
             h_BxLxF = act(x_BxLxD @ self.wi_0[...].astype(self.dtype)) * (x_BxLxD @ self.wi_1[...].astype(self.dtype))
         else:
             h_BxLxF = act(x_BxLxD @ self.wi[...].astype(self.dtype))
+        h_BxLxF = constrain(h_BxLxF, BLF)
         h_BxLxF = self.dropout(h_BxLxF, deterministic=deterministic, rngs=rngs)
         return h_BxLxF @ self.wo[...].astype(self.dtype)

@@ -31,6 +31,7 @@ from t5x_tl.models.blocks import Cache
 from t5x_tl.models.encoder_only import pool
 from t5x_tl.models.layers import logical_param
 from t5x_tl.models.segments import EOS_ID, MemoryConfig, Segments, merge, split
+from t5x_tl.models.sharding import BLD, constrain
 from t5x_tl.models.t5 import dropout_key
 
 RMT_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm", "encoder_only")
@@ -82,7 +83,7 @@ class RecurrentMemory(nnx.Module):
         size, cfg = self.memory_config.memory_size, self.config
         if not size:
             return jnp.zeros((batch, 0, cfg.d_model), cfg.compute_dtype)
-        return jnp.broadcast_to(self.memory[...].astype(cfg.compute_dtype), (batch, size, cfg.d_model))
+        return constrain(jnp.broadcast_to(self.memory[...].astype(cfg.compute_dtype), (batch, size, cfg.d_model)), BLD)
 
     def recur(
         self,
@@ -150,7 +151,7 @@ class RecurrentMemory(nnx.Module):
             tokens_BxT = jnp.concatenate([tokens_BxT, jnp.full((batch, 1), EOS_ID, tokens_BxT.dtype)], axis=1)
             keys.append(real_BxT.any(axis=1, keepdims=True))
         keys_BxK = jnp.concatenate(keys, axis=1)
-        x = jnp.concatenate([memory_BxMxD, backbone.token_embed(tokens_BxT)], axis=1)
+        x = constrain(jnp.concatenate([memory_BxMxD, backbone.token_embed(tokens_BxT)], axis=1), BLD)
         hidden = backbone.encoder(x, keys_BxK.astype(jnp.int32), deterministic=deterministic, rngs=rngs)
         return hidden[:, :size], hidden, keys_BxK
 
@@ -228,7 +229,7 @@ class RecurrentMemory(nnx.Module):
         if self.kind == "prefix_lm":  # the read memory and the prefix see each other; writing stays causal
             allowed = allowed | prefix_mask(jnp.concatenate([memory_keys, prefix_BxT, ~memory_keys], axis=1))
         mask = segment_mask(keys_BxK.astype(jnp.int32), keys_BxK.astype(jnp.int32)) & allowed
-        x = jnp.concatenate([memory_BxMxD, backbone.token_embed(tokens_BxT), memory_BxMxD], axis=1)
+        x = constrain(jnp.concatenate([memory_BxMxD, backbone.token_embed(tokens_BxT), memory_BxMxD], axis=1), BLD)
         hidden = backbone.transform(x, mask, deterministic=deterministic, rngs=rngs)
         return hidden[:, size + length :], hidden, keys_BxK
 

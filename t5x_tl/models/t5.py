@@ -24,6 +24,7 @@ from t5x_tl.models.blocks import (
 )
 from t5x_tl.models.config import T5Config
 from t5x_tl.models.layers import Embed, logical_param
+from t5x_tl.models.sharding import BLD, BLV, constrain
 
 
 def segments_of(tokens_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
@@ -61,7 +62,7 @@ class Encoder(nnx.Module):
 
         x_BxSxD = self.dropout(x_BxSxD, **drop)
         x_BxSxD, _ = self.layers(apply, x_BxSxD, per_layer, dropout_key=dropout_key(rngs))
-        return self.dropout(self.final_norm(x_BxSxD), **drop)
+        return constrain(self.dropout(self.final_norm(x_BxSxD), **drop), BLD)
 
 
 class Decoder(nnx.Module):
@@ -98,7 +99,7 @@ class Decoder(nnx.Module):
 
         y_BxLxD = self.dropout(y_BxLxD, **drop)
         y_BxLxD, _ = self.layers(apply, y_BxLxD, per_layer, dropout_key=dropout_key(rngs))
-        return self.dropout(self.final_norm(y_BxLxD), **drop)
+        return constrain(self.dropout(self.final_norm(y_BxLxD), **drop), BLD)
 
     def init_cache(self, encoded_BxSxD: jax.Array, max_length: int) -> Cache:
         """Every layer's cache, stacked on a leading layers axis."""
@@ -153,7 +154,7 @@ class TokenModel(nnx.Module):
             kernel_DxV = self.token_embed.embedding[...].astype(y_BxLxD.dtype).T
         else:
             kernel_DxV = self.lm_head[...].astype(y_BxLxD.dtype)
-        return (y_BxLxD @ kernel_DxV).astype(jnp.float32)
+        return constrain((y_BxLxD @ kernel_DxV).astype(jnp.float32), BLV)
 
 
 class EncodingModel(TokenModel):

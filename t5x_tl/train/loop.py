@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import time
 from pathlib import Path
 
 import jax
@@ -43,6 +42,7 @@ from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 from t5x_tl.train.metrics import MetricWriter
 from t5x_tl.train.model_info import parameter_table
 from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
+from t5x_tl.train.progress import LaggedProgress
 from t5x_tl.train.restore import restore_or_init
 from t5x_tl.train.state import abstract_model, state_shardings
 from t5x_tl.train.step import make_eval_step, make_train_step
@@ -207,6 +207,7 @@ def model_config(cfg: ConfigDict, vocabulary: seqio.Vocabulary) -> T5Config:
         param_dtype=cfg.model.param_dtype,
         scan_layers=cfg.model.scan_layers,
         remat_policy=cfg.model.remat_policy,
+        attention_impl=cfg.model.attention_impl,
     )
 
 
@@ -268,6 +269,13 @@ def _train_batches(cfg: ConfigDict, spec: BatchSpec) -> TaskBatches | Curriculum
         raise UserError(f"config.curriculum: {error}") from error
 
 
+def _host_sharding(setting: str) -> str:
+    """``data.host_sharding`` with "auto" resolved: hosts shard the source when there is more than one."""
+    if setting != "auto":
+        return setting
+    return "source" if jax.process_count() > 1 else "examples"
+
+
 def _host_spec(
     cfg: ConfigDict, task: str, targets_length: int, mesh: jax.sharding.Mesh, split: str, pack: bool
 ) -> BatchSpec:
@@ -284,10 +292,31 @@ def _host_spec(
             host_index=jax.process_index(),
             num_hosts=jax.process_count(),
             model_kind=cfg.model.kind,
-            host_sharding=cfg.data.host_sharding,
+            host_sharding=_host_sharding(cfg.data.host_sharding),
         )
     except ValueError as error:
         raise UserError(f"config.data does not fit config.model.kind: {error}") from error
+
+
+def _restore_input_position(
+    checkpointer: Checkpointer, step: int, saved: dict, batches: TaskBatches | CurriculumBatches
+) -> None:
+    """Puts the training stream where the checkpoint left it: this host's saved iterator state when the step
+    holds one (constant time), else a replay of the batches consumed (same batches, time growing with the step)."""
+    try:
+        batches.load_state_dict(saved.get("data_state", {"batches": step}))
+    except ValueError as error:
+        raise UserError(f"{checkpointer.directory}: {error}") from error
+    try:
+        if checkpointer.restore_input_position(step, batches):
+            log.info("Restored the input position of step %d from its iterator state", step)
+    except Exception as error:  # whatever TensorFlow raises for a damaged or foreign iterator file
+        log.warning(
+            "The input iterator state of step %d is unreadable (%s: %s); replaying the stream to that position instead",
+            step,
+            type(error).__name__,
+            str(error).splitlines()[0][:300] if str(error) else "",
+        )
 
 
 def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
@@ -315,23 +344,22 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     state, saved = restore_or_init(checkpointer, signature(kind, model_cfg, memory), cfg, factory, optimizer, shardings)
     start = int(jax.device_get(state.step))
     if saved:
-        try:
-            batches.load_state_dict(saved.get("data_state", {"batches": start}))
-        except ValueError as error:
-            raise UserError(f"{checkpointer.directory}: {error}") from error
+        _restore_input_position(checkpointer, start, saved, batches)
 
     graphdef, abstract_params = abstract_model(factory)
     _write_model_info(workdir, parameter_table(abstract_params, _rules(cfg), mesh))
     schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
     train_step = jax.jit(
-        make_train_step(graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind, cfg.train.microbatches),
+        make_train_step(
+            graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind, cfg.train.microbatches, rules=_rules(cfg)
+        ),
         in_shardings=(shardings, data_sharding),
         out_shardings=(shardings, None),
-        donate_argnums=0,
+        donate_argnums=(0, 1),  # the batch too: its buffers are free for the step's temporaries
         compiler_options=compiler_options(),
     )
     eval_step = jax.jit(
-        make_eval_step(graphdef, cfg.train.z_loss, kind),
+        make_eval_step(graphdef, cfg.train.z_loss, kind, rules=_rules(cfg)),
         in_shardings=(shardings.params, data_sharding),
         compiler_options=compiler_options(),
     )
@@ -361,31 +389,30 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
                 writer.write(0, "validation", last_eval)
                 log.info("step 0: validation %s", _fmt(last_eval))
             bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
-            window_start, window_steps = time.perf_counter(), 0
+            progress = LaggedProgress(
+                writer,
+                bar,
+                log_every=cfg.train.log_every,
+                last_step=cfg.train.steps,
+                tokens_per_step=tokens_per_step,
+                flops_per_step=flops_per_step,
+                peak_flops=peak * jax.device_count() if peak else None,
+            )
             while step < cfg.train.steps and stop.signal is None:
                 state, metrics = train_step(state, global_batch(next(batches), data_sharding))
                 step += 1
-                window_steps += 1
-                bar.update(1)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    elapsed = time.perf_counter() - window_start
-                    scalars["tokens_per_second"] = tokens_per_step * window_steps / elapsed
-                    scalars["model_flops_per_second"] = flops_per_step * window_steps / elapsed
-                    if peak:
-                        scalars["mfu"] = scalars["model_flops_per_second"] / (peak * jax.device_count())
-                    writer.write(step, "train", scalars)
-                    bar.set_postfix(loss=f"{scalars['loss']:.3f}", tok_s=f"{scalars['tokens_per_second']:.0f}")
-                    window_start, window_steps = time.perf_counter(), 0
+                progress.dispatched(step, metrics)
                 if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                    progress.flush()  # evaluation waits for this step anyway
                     last_eval = evaluate(eval_step, state.params, eval_batches)
                     writer.write(step, "validation", last_eval)
                     log.info("step %d: validation %s", step, _fmt(last_eval))
                     if listener:
                         listener(step, eval_step, state.params)
-                checkpointer.save(step, state, metadata(step))  # after the curriculum heard this step's eval
+                checkpointer.save(step, state, metadata(step), batches)  # after the curriculum heard this step's eval
+            progress.flush()
             bar.close()
-            checkpointer.save(step, state, metadata(step), force=checkpointer.latest_step() != step)
+            checkpointer.save(step, state, metadata(step), batches, force=checkpointer.latest_step() != step)
             checkpointer.wait()
             log.info("Saved step %d to %s", step, checkpointer.directory / str(step))
     finally:

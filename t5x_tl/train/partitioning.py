@@ -28,6 +28,17 @@ def _rules(embed: str | None, tensor: str | None) -> tuple:
         ("embed", embed),
         ("kv", None),
         ("relpos_buckets", None),
+        # Activations (t5x_tl.models.sharding), named apart from the parameters as in T5X/MaxText: the batch is
+        # split like the data, over every batch axis; d_model stays whole on every device (FSDP shards the
+        # parameters' embed, never the residual stream; tensor parallelism keeps it replicated, Megatron-style,
+        # between the column- and row-split matmuls); heads, MLP hidden units and logits follow the tensor axis.
+        ("activation_batch", BATCH_AXES),
+        ("activation_length", None),
+        ("activation_embed", None),
+        ("activation_heads", tensor),
+        ("activation_kv", None),
+        ("activation_mlp", tensor),
+        ("activation_vocab", tensor),
     )
 
 

@@ -1,7 +1,8 @@
 """Pure train and eval steps for every model kind: functions of (state, batch, key), no I/O.
 
 The loss is normalised per target token (the sum of ``decoder_loss_weights``), so packed and padded batches
-weigh every real target token equally.
+weigh every real target token equally. Given the job's logical-axis ``rules``, a step traces its model under them,
+so the activations take the sharding constraints of :mod:`t5x_tl.models.sharding`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from t5x_tl.models.sharding import activation_rules
 from t5x_tl.train.losses import token_losses
+from t5x_tl.train.partitioning import Rules
 from t5x_tl.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -80,16 +83,21 @@ def make_train_step(
     dropout_seed: int,
     kind: str = "encoder_decoder",
     microbatches: int = 1,
+    *,
+    rules: Rules = (),
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """``train_step(state, batch) -> (state, metrics)``; dropout keys are folded from the step number.
 
     ``kind`` names the model kind, and so the batch features (see :data:`PREDICTIONS`). With
     ``microbatches > 1`` the batch is split and gradients of the summed losses are accumulated by a scan
     before one normalisation per target token, so the update equals the whole batch's (to float rounding).
+    ``rules`` (the logical-axis table of the parameters' shardings) constrain the activations' shardings when the
+    step is traced on a mesh (``jax.set_mesh``); without them XLA propagates shardings from the parameters alone.
     """
 
     def summed_loss(params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
-        sums = _token_losses(graphdef, kind, params, batch, key, z_loss)
+        with activation_rules(rules):
+            sums = _token_losses(graphdef, kind, params, batch, key, z_loss)
         return sums["cross_entropy_sum"] + sums["z_loss_sum"], sums
 
     sums_and_grads = jax.grad(summed_loss, has_aux=True)
@@ -131,12 +139,13 @@ def make_train_step(
 
 
 def make_eval_step(
-    graphdef: nnx.GraphDef, z_loss: float, kind: str = "encoder_decoder"
+    graphdef: nnx.GraphDef, z_loss: float, kind: str = "encoder_decoder", *, rules: Rules = ()
 ) -> Callable[[dict, Batch], Metrics]:
     """``eval_step(params, batch) -> sums`` of cross-entropy, correct tokens, weights and fully correct
-    sequences (no dropout)."""
+    sequences (no dropout); ``rules`` as for :func:`make_train_step`."""
 
     def eval_step(params: dict, batch: Batch) -> Metrics:
-        return _token_losses(graphdef, kind, params, batch, None, z_loss)
+        with activation_rules(rules):
+            return _token_losses(graphdef, kind, params, batch, None, z_loss)
 
     return eval_step

@@ -96,7 +96,7 @@ def test_example_sharded_hosts_continue_one_global_stream_on_another_host_count(
     saved = TaskBatches(_spec(small_data, batch_size=8)).state_dict()
     TaskBatches(_spec(small_data, batch_size=4, host_index=1, num_hosts=2)).load_state_dict(saved)
     by_source = TaskBatches(_spec(small_data, host_sharding="source", num_hosts=2)).state_dict()
-    with pytest.raises(ValueError, match="num_hosts: 2 -> 4.*resume on as many processes"):
+    with pytest.raises(ValueError, match=r"num_hosts: 2 -> 4.*resume on as many processes"):
         TaskBatches(_spec(small_data, host_sharding="source", num_hosts=4, batch_size=2)).load_state_dict(by_source)
 
 

@@ -1,6 +1,9 @@
-"""Orbax checkpoints: exact round trip, keep-last-K, metadata before arrays, restore onto another mesh."""
+"""Orbax checkpoints: exact round trip, keep-last-K, metadata before arrays, restore onto another mesh, the input
+position in the same step (a damaged one replayed)."""
 
 from __future__ import annotations
+
+import logging
 
 import jax
 import numpy as np
@@ -8,11 +11,14 @@ import optax
 import pytest
 
 from t5x_tl.config import DEFAULT_RULES
+from t5x_tl.data import tasks
+from t5x_tl.data.pipeline import BatchSpec, TaskBatches
 from t5x_tl.errors import UserError
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer
+from t5x_tl.train.loop import _restore_input_position
 from t5x_tl.train.state import abstract_train_state, init_train_state, state_shardings
 
 CFG = t5_config("tiny", 128, d_model=32, d_ff=64, num_heads=4, d_kv=8)
@@ -87,3 +93,32 @@ def test_unreadable_metadata_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no readable metadata"):
         checkpointer.metadata(1)
     checkpointer.close()
+
+
+def _stream(small_data) -> TaskBatches:
+    task = tasks.builtin_span_corruption_task(small_data)
+    return TaskBatches(BatchSpec(task.name, "train", inputs_length=32, targets_length=8, batch_size=2, seed=3))
+
+
+def test_the_input_position_rides_in_the_step_and_a_damaged_one_is_replayed(small_data, tmp_path, caplog):
+    state = {"w": jax.numpy.arange(4.0)}
+    stream = _stream(small_data)
+    expected = [next(stream) for _ in range(3)][-1]
+    stream = _stream(small_data)
+    next(stream), next(stream)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=2)
+    checkpointer.save(2, state, {"data_state": stream.state_dict()}, stream)
+    checkpointer.wait()
+    resumed = _stream(small_data)
+    assert checkpointer.restore_input_position(2, resumed)
+    np.testing.assert_array_equal(next(resumed)["encoder_input_tokens"], expected["encoder_input_tokens"])
+
+    for path in (tmp_path / "2" / "data").glob("host_0-of-1.data-*"):
+        path.write_bytes(b"damaged")
+    resumed = _stream(small_data)
+    with caplog.at_level(logging.INFO, logger="t5x_tl"):
+        _restore_input_position(checkpointer, 2, checkpointer.metadata(2), resumed)
+        batch = next(resumed)
+    checkpointer.close()
+    assert "input iterator state of step 2 is unreadable" in caplog.text and "Replaying 2 batches" in caplog.text
+    np.testing.assert_array_equal(batch["encoder_input_tokens"], expected["encoder_input_tokens"])

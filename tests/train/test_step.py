@@ -45,7 +45,7 @@ def _run(mesh: jax.sharding.Mesh, steps: int, microbatches: int = 1, batch: dict
     state = init_train_state(factory, optimizer, shardings, seed=0)
     graphdef, _ = abstract_model(factory)
     step = jax.jit(
-        make_train_step(graphdef, optimizer, lambda _: 1e-2, 1e-4, 0, microbatches=microbatches),
+        make_train_step(graphdef, optimizer, lambda _: 1e-2, 1e-4, 0, microbatches=microbatches, rules=rules),
         in_shardings=(shardings, partitioning.batch_sharding(mesh)),
         out_shardings=(shardings, None),
     )
