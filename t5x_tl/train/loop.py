@@ -355,7 +355,10 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         ),
         in_shardings=(shardings, data_sharding),
         out_shardings=(shardings, None),
-        donate_argnums=(0, 1),  # the batch too: its buffers are free for the step's temporaries
+        # Only the state: XLA reuses a donated buffer only for an output of its shape and dtype, and no output is
+        # shaped like the batch (donating it gave "Some donated buffers were not usable" for every batch array);
+        # the loop holds no reference to a batch after dispatching it, so its memory is freed as soon.
+        donate_argnums=0,
         compiler_options=compiler_options(),
     )
     eval_step = jax.jit(

@@ -18,7 +18,7 @@ from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer
-from t5x_tl.train.loop import _restore_input_position
+from t5x_tl.train.loop import _host_sharding, _restore_input_position
 from t5x_tl.train.state import abstract_train_state, init_train_state, state_shardings
 
 CFG = t5_config("tiny", 128, d_model=32, d_ff=64, num_heads=4, d_kv=8)
@@ -122,3 +122,10 @@ def test_the_input_position_rides_in_the_step_and_a_damaged_one_is_replayed(smal
     checkpointer.close()
     assert "input iterator state of step 2 is unreadable" in caplog.text and "Replaying 2 batches" in caplog.text
     np.testing.assert_array_equal(batch["encoder_input_tokens"], expected["encoder_input_tokens"])
+
+
+def test_hosts_shard_the_source_by_default_only_when_there_are_several(monkeypatch):
+    assert _host_sharding("auto") == "examples"
+    monkeypatch.setattr(jax, "process_count", lambda: 4)
+    assert _host_sharding("auto") == "source"
+    assert _host_sharding("examples") == "examples"
