@@ -1,8 +1,9 @@
 """Learning-to-Execute data throughput: the program generator, its SeqIO tasks, and curriculum batches, next
 to the rate at which the tiny T5 training step of configs/learning_to_execute.py consumes them.
 
-Rates are counted over ``--seconds`` after one warm-up batch, on one host. The training step is
-``scripts/bench_train_step.py``'s at the byte vocabulary and the study's feature lengths (median of ``--steps``).
+Rates are counted over ``--seconds`` after one warm-up batch, on one host. The training step is the one
+``scripts/bench_train_step.py`` times (``t5x_tl.benchmarking``) at the byte vocabulary and the study's feature
+lengths (median of ``--steps``).
 
     python scripts/bench_curriculum_data.py --seconds=5 --out=/tmp/bench_curriculum_data.json
 """
@@ -10,17 +11,15 @@ Rates are counted over ``--seconds`` after one warm-up batch, on one host. The t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import seqio
 
-from t5x_tl.benchmarking import median_seconds
+from t5x_tl.benchmarking import median_seconds, synthetic_batch, t5x_tl_train_step
 from t5x_tl.data.curriculum import Curriculum, Level
 from t5x_tl.data.curriculum_batches import CurriculumBatches
 from t5x_tl.data.execute import programs, tasks
@@ -67,13 +66,9 @@ def main() -> None:
         rates[f"{strategy} curriculum examples/s"] = _rate(batches.__next__, args.seconds, args.batch)
         batches.close()
 
-    path = Path(__file__).with_name("bench_train_step.py")
-    module_spec = importlib.util.spec_from_file_location("bench_train_step", path)
-    bench_train_step = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(bench_train_step)
     cfg = t5_config("tiny", padded_vocab_size(tasks.VOCABULARY.vocab_size))
-    batch = bench_train_step.synthetic_batch(cfg, args.batch, inputs_length, targets_length)
-    step_s = median_seconds(bench_train_step.ours_step(cfg, batch), args.steps)
+    batch = synthetic_batch(cfg, args.batch, inputs_length, targets_length)
+    step_s = median_seconds(t5x_tl_train_step(cfg, batch), args.steps)
     consumed = args.batch / step_s
 
     print(f"Learning to Execute, target length {args.length} nesting {args.nesting}, {os.cpu_count()} CPUs")

@@ -3,8 +3,9 @@
 The pipeline is the built-in span-corruption task (default corpus and cache folder) read through
 ``t5x_tl.data.pipeline.numpy_batches`` on one host, unpacked and packed, at inputs 512 / targets 114: rows
 (feature-converted examples) per second, the source examples they hold, and non-padding tokens per second,
-counted over ``--seconds`` after ``--warmup`` seconds. The training step is ``scripts/bench_train_step.py``'s
-(T5 v1.1 small at the task's vocabulary, AdamW, float32), median of ``--steps`` steps after compilation.
+counted over ``--seconds`` after ``--warmup`` seconds. The training step is the one ``scripts/bench_train_step.py``
+times (``t5x_tl.benchmarking``: T5 v1.1 small at the task's vocabulary, AdamW, float32), median of ``--steps``
+steps after compilation.
 
     python scripts/bench_data.py --seconds=20 --out=/tmp/bench_data.json
 """
@@ -12,29 +13,17 @@ counted over ``--seconds`` after ``--warmup`` seconds. The training step is ``sc
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
-from pathlib import Path
-from types import ModuleType
 
 import jax
 import numpy as np
 
-from t5x_tl.benchmarking import median_seconds
+from t5x_tl.benchmarking import median_seconds, synthetic_batch, t5x_tl_train_step
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
 from t5x_tl.data.tasks import BuiltinData, builtin_span_corruption_task
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
-
-
-def _bench_train_step() -> ModuleType:
-    """``scripts/bench_train_step.py`` as a module (``scripts`` is no package)."""
-    path = Path(__file__).with_name("bench_train_step.py")
-    spec = importlib.util.spec_from_file_location("bench_train_step", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def pipeline_rates(spec: BatchSpec, seconds: float, warmup_s: float) -> dict[str, float]:
@@ -85,11 +74,10 @@ def main() -> None:
         spec = BatchSpec(task.name, "train", args.inputs, args.targets, args.batch, seed=0, pack=pack)
         pipeline[name] = pipeline_rates(spec, args.seconds, args.warmup)
 
-    bench_train_step = _bench_train_step()
     vocab_size = padded_vocab_size(task.output_features["targets"].vocabulary.vocab_size)
     cfg = t5_config(args.size, vocab_size)
-    batch = bench_train_step.synthetic_batch(cfg, args.batch, args.inputs, args.targets)
-    step_s = median_seconds(bench_train_step.ours_step(cfg, batch), args.steps)
+    batch = synthetic_batch(cfg, args.batch, args.inputs, args.targets)
+    step_s = median_seconds(t5x_tl_train_step(cfg, batch), args.steps)
     step_rows_per_s = args.batch / step_s
     result = {
         "config": vars(args),

@@ -25,22 +25,11 @@ def child(args: argparse.Namespace) -> dict:
         from t5x_tl.host_allocator import keep_freed_host_memory
 
         assert keep_freed_host_memory(), "this C library has no mallopt"
-    import jax
-    import jax.numpy as jnp
-    from bench_train_step import ours_state_and_step, synthetic_batch
-
-    from t5x_tl.benchmarking import median_seconds
+    from t5x_tl.benchmarking import median_seconds, synthetic_batch, t5x_tl_train_step
     from t5x_tl.models.sizes import t5_config
 
     cfg = t5_config("tiny", args.vocab)
-    state, step = ours_state_and_step(cfg)
-    batch = {k: jnp.asarray(v) for k, v in synthetic_batch(cfg, args.batch, args.inputs, args.targets).items()}
-    holder = {"state": state}
-
-    def run() -> None:
-        holder["state"], metrics = step(holder["state"], batch)
-        jax.block_until_ready(metrics["loss"])
-
+    run = t5x_tl_train_step(cfg, synthetic_batch(cfg, args.batch, args.inputs, args.targets))
     start = time.perf_counter()
     run()
     compile_s = time.perf_counter() - start

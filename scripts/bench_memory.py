@@ -16,9 +16,14 @@ import resource
 import subprocess
 import sys
 
-from bench_train_step import add_model_arguments, ours_state_and_step, synthetic_batch, torch_step
-
-from t5x_tl.benchmarking import run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import (
+    add_model_arguments,
+    run_torch_as_xla_cpu_runs,
+    step_runner,
+    synthetic_batch,
+    torch_train_step,
+    train_state_and_step,
+)
 from t5x_tl.models.sizes import t5_config
 
 SIDES = ("t5x_tl", "transformers_torch")
@@ -30,19 +35,14 @@ def child(args: argparse.Namespace) -> dict:
     batch = synthetic_batch(cfg, args.batch, args.inputs, args.targets)
     result = {}
     if args.child == "t5x_tl":
-        state, step_fn = ours_state_and_step(cfg)
+        state, step_fn = train_state_and_step(cfg)
         memory = step_fn.lower(state, batch).compile().memory_analysis()
         result = {"xla_temp_bytes": memory.temp_size_in_bytes, "xla_argument_bytes": memory.argument_size_in_bytes}
-        holder = {"state": state}
-
-        def run() -> None:
-            holder["state"], metrics = step_fn(holder["state"], batch)
-            metrics["loss"].block_until_ready()
-
+        run = step_runner(step_fn, state, batch)
         del state
     else:
         run_torch_as_xla_cpu_runs()
-        run = torch_step(cfg, batch)
+        run = torch_train_step(cfg, batch)
     for _ in range(2):
         run()
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

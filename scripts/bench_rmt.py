@@ -26,61 +26,39 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from bench_train_step import torch_t5
-from flax import nnx
 
-from t5x_tl.benchmarking import median_seconds, run_torch_as_xla_cpu_runs
+from t5x_tl.benchmarking import (
+    median_seconds,
+    on_device,
+    run_torch_as_xla_cpu_runs,
+    step_runner,
+    synthetic_batch,
+    torch_t5,
+    train_state_and_step,
+)
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
 from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.models.sizes import t5_config
-from t5x_tl.platform import compiler_options
 from t5x_tl.train.state import TrainState
-from t5x_tl.train.step import make_train_step
 
 
 def batch_of(cfg: T5Config, rows: int, inputs: int, targets: int) -> dict[str, jax.Array]:
-    rng = np.random.default_rng(0)
-    target_tokens = rng.integers(2, cfg.vocab_size, (rows, targets), dtype=np.int32)
-    return {
-        "encoder_input_tokens": jnp.asarray(rng.integers(2, cfg.vocab_size, (rows, inputs), dtype=np.int32)),
-        "decoder_input_tokens": jnp.asarray(np.concatenate([np.zeros((rows, 1), np.int32), target_tokens[:, :-1]], 1)),
-        "decoder_target_tokens": jnp.asarray(target_tokens),
-        "decoder_loss_weights": jnp.ones((rows, targets), jnp.float32),
-    }
-
-
-def train_step(cfg: T5Config, memory: MemoryConfig | None) -> tuple[TrainState, Callable]:
-    """A fresh AdamW state and the jitted (state-donating) training step of the RMT (or, without memory, the
-    plain backbone)."""
-    model = build_model("encoder_decoder", cfg, nnx.Rngs(0), memory)
-    graphdef, params = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(params)
-    optimizer = optax.adamw(1e-4)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
-    step = make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0)
-    return state, jax.jit(step, donate_argnums=0, compiler_options=compiler_options())
+    """``synthetic_batch`` on the device."""
+    return on_device(synthetic_batch(cfg, rows, inputs, targets))
 
 
 def compiled(cfg: T5Config, memory: MemoryConfig | None, batch: dict) -> tuple[float, object, TrainState, Callable]:
-    """(compile seconds, the compiled step, a state, the jitted step)."""
-    state, step = train_step(cfg, memory)
+    """(compile seconds, the compiled step, a state, the jitted step) of the RMT (or, without memory, the plain
+    backbone)."""
+    state, step = train_state_and_step(cfg, memory)
     start = time.perf_counter()
     executable = step.lower(state, batch).compile()
     return time.perf_counter() - start, executable, state, step
 
 
-def seconds_per_step(executable, state: TrainState, batch: dict, repeats: int) -> float:
-    holder = {"state": state}
-
-    def run() -> None:
-        holder["state"], metrics = executable(holder["state"], batch)
-        jax.block_until_ready(metrics["loss"])
-
-    return median_seconds(run, repeats)
+def seconds_per_step(executable: Callable, state: TrainState, batch: dict, repeats: int) -> float:
+    """Median seconds of ``repeats`` steps of ``executable`` (after one untimed)."""
+    return median_seconds(step_runner(executable, state, batch), repeats)
 
 
 def torch_rmt_step(cfg: T5Config, args: argparse.Namespace, segments: int) -> Callable[[], None]:
@@ -90,10 +68,10 @@ def torch_rmt_step(cfg: T5Config, args: argparse.Namespace, segments: int) -> Ca
     model = torch_t5(cfg)
     memory0 = torch.nn.Parameter(torch.randn(args.memory, cfg.d_model))
     optimizer = torch.optim.AdamW([*model.parameters(), memory0], lr=1e-4)
-    batch = batch_of(cfg, args.batch, segments * args.segment, args.targets)
-    tokens = torch.from_numpy(np.array(batch["encoder_input_tokens"])).long()
-    decoder_inputs = torch.from_numpy(np.array(batch["decoder_input_tokens"])).long()
-    labels = torch.from_numpy(np.array(batch["decoder_target_tokens"])).long()
+    batch = synthetic_batch(cfg, args.batch, segments * args.segment, args.targets)
+    tokens = torch.from_numpy(batch["encoder_input_tokens"]).long()
+    decoder_inputs = torch.from_numpy(batch["decoder_input_tokens"]).long()
+    labels = torch.from_numpy(batch["decoder_target_tokens"]).long()
     mask = torch.ones(args.batch, args.memory + args.segment, dtype=torch.long)
 
     def run() -> None:
