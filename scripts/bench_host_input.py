@@ -32,7 +32,7 @@ def host(index: int, hosts: int, sharding: str, global_batch: int, batches: int)
     """One host's rows per second and CPU seconds over ``batches`` batches after its first."""
     from t5x_tl.config import base_config
     from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
-    from t5x_tl.train.loop import resolve_task
+    from t5x_tl.train.job import resolve_task
 
     hide_accelerators_from_tensorflow()
     cfg = base_config()

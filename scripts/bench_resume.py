@@ -22,7 +22,7 @@ from pathlib import Path
 from t5x_tl.benchmarking import interleaved_median_seconds
 from t5x_tl.config import base_config
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches, hide_accelerators_from_tensorflow, numpy_batches
-from t5x_tl.train.loop import resolve_task
+from t5x_tl.train.job import resolve_task
 
 
 def _spec(batch_size: int) -> BatchSpec:

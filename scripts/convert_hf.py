@@ -15,17 +15,15 @@ import sys
 from pathlib import Path
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.config import T5Config
 from t5x_tl.models.hf_convert import HF_KINDS, load_hf_directory, save_hf_directory
+from t5x_tl.train.checkpoint_record import recorded_model
 from t5x_tl.train.checkpointing import read_params, save_params
 
 
 def export(workdir: Path, out: Path, step: int | None) -> None:
     step, params, metadata = read_params(workdir / "checkpoints", step)
-    if "model_config" not in metadata:
-        raise UserError(f"checkpoint {workdir / 'checkpoints' / str(step)} does not record its model config")
-    cfg = T5Config(**metadata["model_config"])
-    kind = metadata.get("model", {}).get("kind", "encoder_decoder")
+    model = recorded_model(metadata, workdir / "checkpoints" / str(step))
+    cfg, kind = model.config, model.kind
     save_hf_directory(out, cfg, params, kind)
     print(f"exported step {step} of {workdir} to {out} (config.json, model.safetensors)")
     if kind == "encoder_decoder" and not cfg.tie_word_embeddings:

@@ -234,23 +234,6 @@ def packed_batch(batch: int, inputs: int, targets: int, vocab: int, seed: int = 
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def model_config(cfg, vocab_size: int):
-    """``t5x_tl.train.loop.model_config`` for a vocabulary of ``vocab_size`` entries (the loop module imports SeqIO
-    and TensorFlow, which the GPU machine lacks; ``tests/test_gpu_check.py`` holds the two equal)."""
-    from t5x_tl.models.sizes import padded_vocab_size, t5_config
-
-    return t5_config(
-        cfg.model.size,
-        padded_vocab_size(vocab_size),
-        dropout_rate=cfg.model.dropout_rate,
-        dtype=cfg.model.dtype,
-        param_dtype=cfg.model.param_dtype,
-        scan_layers=cfg.model.scan_layers,
-        remat_policy=cfg.model.remat_policy,
-        attention_impl=cfg.model.attention_impl,
-    )
-
-
 def _on_nvidia_gpu(device: jax.Device) -> bool:
     return device.platform == "gpu" and "nvidia" in device.device_kind.lower()
 
@@ -612,7 +595,7 @@ class TrainStepBuild:
 def build_train_step(job: MfuJob, plan: Plan, device: jax.Device) -> TrainStepBuild:
     """``t5x_tl.train.loop.train``'s optimizer, state shardings, initialisation and jitted step for the main job's
     config at ``job``'s size, bfloat16 activations and float32 parameters, on a one-device data-parallel mesh."""
-    from t5x_tl.config import load_config_file, validate
+    from t5x_tl.config import load_config_file, model_config, validate
     from t5x_tl.models.kinds import build_model
     from t5x_tl.platform import compiler_options
     from t5x_tl.train import partitioning

@@ -17,9 +17,10 @@ from ml_collections import ConfigDict
 from t5x_tl.data.curriculum import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.attention import ATTENTION_IMPLS
+from t5x_tl.models.config import T5Config
 from t5x_tl.models.kinds import MODEL_KINDS
 from t5x_tl.models.segments import ALIGNMENTS, MemoryConfig
-from t5x_tl.models.sizes import T5_1_1_SIZES
+from t5x_tl.models.sizes import T5_1_1_SIZES, padded_vocab_size, t5_config
 from t5x_tl.models.stack import REMAT_POLICIES
 from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
 from t5x_tl.train.partitioning import RULE_PRESETS
@@ -280,6 +281,21 @@ def memory_config(cfg: ConfigDict) -> MemoryConfig | None:
         where = " + ".join(f"config.data.{name}" for name in segmented)
         raise UserError(f"config.model.rmt: {error} (the segmented length is {where})") from error
     return memory
+
+
+def model_config(cfg: ConfigDict, vocab_size: int) -> T5Config:
+    """The job's model for a vocabulary of ``vocab_size`` entries (padded as T5X pads it). Here, free of SeqIO and
+    TensorFlow, so that tools without them (``scripts/gpu_check.py``) build the model the loop trains."""
+    return t5_config(
+        cfg.model.size,
+        padded_vocab_size(vocab_size),
+        dropout_rate=cfg.model.dropout_rate,
+        dtype=cfg.model.dtype,
+        param_dtype=cfg.model.param_dtype,
+        scan_layers=cfg.model.scan_layers,
+        remat_policy=cfg.model.remat_policy,
+        attention_impl=cfg.model.attention_impl,
+    )
 
 
 def _validate_rmt(flat: dict) -> None:

@@ -1,6 +1,5 @@
 """The prepared GPU check (scripts/gpu_check.py): its CPU dry run passes every check it can run, skips cuDNN's with
-a reason, and writes its figures; the batch search around out-of-memory, the packed test batch and the model config
-it builds without the training loop's imports are right."""
+a reason, and writes its figures; the batch search around out-of-memory and the packed test batch are right."""
 
 from __future__ import annotations
 
@@ -99,15 +98,3 @@ def test_the_packed_batch_has_packing_padding_and_shifted_decoder_inputs(gpu_che
             where = np.flatnonzero(decoder_segments[row] == segment)
             assert inputs[row, where[0]] == 0  # each example's decoder starts from token 0
             assert np.array_equal(inputs[row, where[1:]], targets[row, where[:-1]])
-
-
-def test_the_model_config_is_the_training_loops(gpu_check):
-    from t5x_tl.config import load_config_file
-    from t5x_tl.train.loop import model_config
-
-    cfg = load_config_file(ROOT / "configs" / "pretrain_span_corruption.py")
-    cfg.model.size, cfg.model.dtype, cfg.model.attention_impl = "base", "bfloat16", "xla"
-    cfg.model.remat_policy, cfg.model.scan_layers = "full", False
-    vocabulary = SimpleNamespace(vocab_size=gpu_check.T5_VOCAB)
-    assert gpu_check.model_config(cfg, gpu_check.T5_VOCAB) == model_config(cfg, vocabulary)
-    assert gpu_check.model_config(cfg, gpu_check.T5_VOCAB).vocab_size == 32128

@@ -25,9 +25,10 @@ from tqdm import tqdm
 from t5x_tl.data.curriculum import STRATEGIES, Level
 from t5x_tl.data.execute import tasks
 from t5x_tl.errors import UserError
+from t5x_tl.eval.checkpoint_eval import evaluate_checkpoint
 from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
-from t5x_tl.train.loop import evaluate_checkpoint, train
+from t5x_tl.train.loop import train
 
 log = logging.getLogger("t5x_tl")
 _LENGTH_SAMPLES = 5000  # train examples read to size the features, besides the whole evaluation sets

@@ -30,6 +30,7 @@ from flax import nnx
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
+from t5x_tl.config import model_config
 from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus import CorpusSpec
 from t5x_tl.data.downstream.transfer import register_transfer_tasks
@@ -42,7 +43,7 @@ from t5x_tl.eval.evaluator import evaluate
 from t5x_tl.experiments.charts import chart
 from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
 from t5x_tl.models.kinds import build_model
-from t5x_tl.train.loop import model_config, train
+from t5x_tl.train.loop import train
 from t5x_tl.train.optimizers import make_optimizer
 from t5x_tl.train.task_pair import Coupling, task_params, train_pair
 
@@ -145,7 +146,7 @@ def _train_in_loop(study: ConfigDict, tasks: Tasks, method: str, seed: int, stud
 def _train_pair(study: ConfigDict, tasks: Tasks, method: str, seed: int) -> nnx.Module:
     cfg = study.train
     vocabulary = seqio.get_mixture_or_task(tasks.low).output_features["targets"].vocabulary
-    model_cfg = model_config(cfg, vocabulary)
+    model_cfg = model_config(cfg, vocabulary.vocab_size)
     specs = [
         BatchSpec(task, "train", cfg.data.inputs_length, cfg.data.targets_length, cfg.data.batch_size, seed,
                   pack=cfg.data.pack)

@@ -1,6 +1,7 @@
 """Where a run starts: the newest intact checkpoint of its work directory, else fresh parameters (from the
-seed, then any pretrained ones ``checkpoint.init_from`` maps in). A damaged step is moved aside, never
-deleted, and the next older one is tried; a checkpoint of another model is an error, never a fallback."""
+seed, then any pretrained ones ``checkpoint.init_from`` maps in), and the training stream where that checkpoint
+left it. A damaged step is moved aside, never deleted, and the next older one is tried; a checkpoint of another
+model is an error, never a fallback."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
+from t5x_tl.data.curriculum_batches import CurriculumBatches
+from t5x_tl.data.pipeline import TaskBatches
 from t5x_tl.errors import UserError
 from t5x_tl.train import warm_start
+from t5x_tl.train.checkpoint_record import recorded_batches, recorded_data_state, recorded_signature
 from t5x_tl.train.checkpointing import Checkpointer, read_pretrained
 from t5x_tl.train.state import TrainState, abstract_train_state, init_train_state
 
@@ -49,9 +53,9 @@ def restore_or_init(
         except UserError as error:
             quarantined.append(_set_aside(checkpointer, step, error))
             continue
-        if saved.get("model") != model_signature:
+        if recorded_signature(saved) != model_signature:
             raise UserError(
-                f"{checkpointer.directory} holds a checkpoint of another model shape {saved.get('model')}, but "
+                f"{checkpointer.directory} holds a checkpoint of another model shape {recorded_signature(saved)}, but "
                 f"this config builds {model_signature}; use a fresh --workdir or the matching model config"
             )
         try:
@@ -63,8 +67,8 @@ def restore_or_init(
             "Restored step %d from %s (model %s, data position %d batches)",
             step,
             checkpointer.directory / str(step),
-            saved.get("model"),
-            saved.get("data_batches", step),
+            recorded_signature(saved),
+            recorded_batches(saved, step),
         )
         return state, saved
     if quarantined:
@@ -74,6 +78,27 @@ def restore_or_init(
         )
     log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, cfg.seed)
     return _fresh_state(cfg, factory, optimizer, shardings), None
+
+
+def restore_input_position(
+    checkpointer: Checkpointer, step: int, saved: dict, batches: TaskBatches | CurriculumBatches
+) -> None:
+    """Puts the training stream where the checkpoint left it: this host's saved iterator state when the step
+    holds one (constant time), else a replay of the batches consumed (same batches, time growing with the step)."""
+    try:
+        batches.load_state_dict(recorded_data_state(saved, step))
+    except ValueError as error:
+        raise UserError(f"{checkpointer.directory}: {error}") from error
+    try:
+        if checkpointer.restore_input_position(step, batches):
+            log.info("Restored the input position of step %d from its iterator state", step)
+    except Exception as error:  # whatever TensorFlow raises for a damaged or foreign iterator file
+        log.warning(
+            "The input iterator state of step %d is unreadable (%s: %s); replaying the stream to that position instead",
+            step,
+            type(error).__name__,
+            str(error).splitlines()[0][:300] if str(error) else "",
+        )
 
 
 def _set_aside(checkpointer: Checkpointer, step: int, error: Exception) -> Path:

@@ -15,7 +15,7 @@ from t5x_tl.data import text_files
 from t5x_tl.data.objectives import objective_lengths
 from t5x_tl.data.pretraining_tasks import variants_by_name
 from t5x_tl.errors import UserError
-from t5x_tl.train.loop import resolve_task
+from t5x_tl.train.job import resolve_task
 
 SENTENCES = [f"The {animal} number {i} walks to the {place}." for i in range(40)
              for animal, place in (("cat", "river"), ("owl", "market"))]  # fmt: skip

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import types
 
 import jax
 import jax.numpy as jnp
@@ -204,15 +203,14 @@ def test_choice_of_implementation():
 
 
 def test_config_validation_names_the_choices():
-    from t5x_tl.config import base_config, validate
+    from t5x_tl.config import base_config, model_config, validate
     from t5x_tl.errors import UserError
-    from t5x_tl.train.loop import model_config
 
     cfg = base_config()
     assert cfg.model.attention_impl == "auto"
     cfg.model.attention_impl = "dot_product"
     validate(cfg)
-    assert model_config(cfg, types.SimpleNamespace(vocab_size=100)).attention_impl == "dot_product"
+    assert model_config(cfg, 100).attention_impl == "dot_product"
     cfg.model.attention_impl = "flash"
     with pytest.raises(UserError, match=r"config.model.attention_impl='flash' is invalid: choose one of \('auto', "):
         validate(cfg)

@@ -18,7 +18,8 @@ from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpointing import Checkpointer
-from t5x_tl.train.loop import _host_sharding, _restore_input_position
+from t5x_tl.train.job import _host_sharding
+from t5x_tl.train.restore import restore_input_position
 from t5x_tl.train.state import abstract_train_state, init_train_state, state_shardings
 
 CFG = t5_config("tiny", 128, d_model=32, d_ff=64, num_heads=4, d_kv=8)
@@ -117,7 +118,7 @@ def test_the_input_position_rides_in_the_step_and_a_damaged_one_is_replayed(smal
         path.write_bytes(b"damaged")
     resumed = _stream(small_data)
     with caplog.at_level(logging.INFO, logger="t5x_tl"):
-        _restore_input_position(checkpointer, 2, checkpointer.metadata(2), resumed)
+        restore_input_position(checkpointer, 2, checkpointer.metadata(2), resumed)
         batch = next(resumed)
     checkpointer.close()
     assert "input iterator state of step 2 is unreadable" in caplog.text and "Replaying 2 batches" in caplog.text

@@ -9,10 +9,11 @@ import pytest
 
 from t5x_tl.config import load_config_file, validate
 from t5x_tl.errors import UserError
+from t5x_tl.eval.checkpoint_eval import evaluate_checkpoint
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.models.rmt import RecurrentMemory
 from t5x_tl.train.checkpointing import read_params
-from t5x_tl.train.loop import evaluate_checkpoint, train
+from t5x_tl.train.loop import train
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "rmt_memorize.py"
 
