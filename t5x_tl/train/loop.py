@@ -14,8 +14,6 @@ import signal
 from pathlib import Path
 
 import jax
-import optax
-from flax import nnx
 from ml_collections import ConfigDict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -23,20 +21,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from t5x_tl.config import validate
 from t5x_tl.data.curriculum_batches import CurriculumBatches
 from t5x_tl.data.pipeline import hide_accelerators_from_tensorflow
-from t5x_tl.platform import compiler_options
 from t5x_tl.train import distributed
 from t5x_tl.train.checkpoint_record import step_metadata
 from t5x_tl.train.checkpointing import Checkpointer, pretrained_path
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
+from t5x_tl.train.jitted import jit_eval_step, jit_train_step
 from t5x_tl.train.job import Job, check_microbatches, prepare_workdir, resolve_job, train_batches
 from t5x_tl.train.metrics import MetricWriter
 from t5x_tl.train.model_info import parameter_table
-from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
+from t5x_tl.train.optimizers import make_optimizer
 from t5x_tl.train.progress import LaggedProgress
 from t5x_tl.train.restore import restore_input_position, restore_or_init
-from t5x_tl.train.state import TrainState, abstract_model, state_shardings
-from t5x_tl.train.step import make_eval_step, make_train_step
+from t5x_tl.train.state import abstract_model, state_shardings
 
 log = logging.getLogger("t5x_tl")
 
@@ -89,7 +86,8 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
 
     graphdef, abstract_params = abstract_model(job.model.build)
     _write_model_info(workdir, parameter_table(abstract_params, job.rules, job.mesh))
-    train_step, eval_step = _jit_steps(cfg, job, graphdef, optimizer, shardings)
+    train_step = jit_train_step(cfg, graphdef, optimizer, shardings, job.mesh, job.rules)
+    eval_step = jit_eval_step(cfg, graphdef, shardings, job.mesh, job.rules)
     record = job.model.record()
     metadata = lambda step: step_metadata(record, step, job.task.name, batches.state_dict())
     writer = MetricWriter(workdir)
@@ -127,32 +125,6 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
         checkpointer.close()
         writer.close()
     return TrainResult(step=step, stopped_by=stop.signal, last_eval=last_eval, data_state=batches.state_dict())
-
-
-def _jit_steps(
-    cfg: ConfigDict, job: Job, graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, shardings: TrainState
-) -> tuple[jax.stages.Wrapped, jax.stages.Wrapped]:
-    """The jitted train step (the state sharded and donated) and eval step (the parameters sharded)."""
-    schedule = learning_rate_schedule(cfg.optimizer, cfg.train.steps)
-    kind = job.model.kind
-    train_step = jax.jit(
-        make_train_step(
-            graphdef, optimizer, schedule, cfg.train.z_loss, cfg.seed, kind, cfg.train.microbatches, rules=job.rules
-        ),
-        in_shardings=(shardings, job.data_sharding),
-        out_shardings=(shardings, None),
-        # Only the state: XLA reuses a donated buffer only for an output of its shape and dtype, and no output is
-        # shaped like the batch (donating it gave "Some donated buffers were not usable" for every batch array);
-        # the loop holds no reference to a batch after dispatching it, so its memory is freed as soon.
-        donate_argnums=0,
-        compiler_options=compiler_options(),
-    )
-    eval_step = jax.jit(
-        make_eval_step(graphdef, cfg.train.z_loss, kind, rules=job.rules),
-        in_shardings=(shardings.params, job.data_sharding),
-        compiler_options=compiler_options(),
-    )
-    return train_step, eval_step
 
 
 def _validate(
