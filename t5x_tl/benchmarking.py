@@ -114,7 +114,7 @@ def train_state_and_step(cfg: T5Config, memory: MemoryConfig | None = None) -> t
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
     optimizer = optax.adamw(1e-4)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    state = TrainState.create(params, optimizer)
     step = make_train_step(graphdef, optimizer, lambda _: 1e-4, 0.0, 0)
     return state, jax.jit(step, donate_argnums=0, compiler_options=compiler_options())
 

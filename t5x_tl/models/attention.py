@@ -96,7 +96,7 @@ class RelativePositionBias(nnx.Module):
         dtype: jnp.dtype,
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         self.num_buckets = num_buckets
         self.max_distance = max_distance
         self.bidirectional = bidirectional
@@ -161,7 +161,7 @@ class MultiHeadAttention(nnx.Module):
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
         attention_impl: str = "auto",
-    ):
+    ) -> None:
         if attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"unknown attention_impl {attention_impl!r}; choose one of {ATTENTION_IMPLS}")
         self.attention_impl = attention_impl

@@ -8,6 +8,8 @@ constraint ``(batch, length, embed)`` (:mod:`t5x_tl.models.sharding`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -50,7 +52,9 @@ def mlp(cfg: T5Config, rngs: nnx.Rngs) -> Mlp:
     )
 
 
-def layer_stack(cfg: T5Config, make_layer, num_layers: int, rngs: nnx.Rngs) -> LayerStack:
+def layer_stack(
+    cfg: T5Config, make_layer: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: nnx.Rngs
+) -> LayerStack:
     return LayerStack(make_layer, num_layers, scan=cfg.scan_layers, remat_policy=cfg.remat_policy, rngs=rngs)
 
 
@@ -61,7 +65,13 @@ def empty_cache(batch: int, max_length: int, cfg: T5Config) -> Cache:
 
 
 def _cached_self_attention(
-    layer_attention: MultiHeadAttention, h_BxQxD, cache: Cache, position, *, mask, bias
+    layer_attention: MultiHeadAttention,
+    h_BxQxD: jax.Array,
+    cache: Cache,
+    position: int | jax.Array,
+    *,
+    mask: jax.Array | None,
+    bias: jax.Array | None,
 ) -> tuple[jax.Array, Cache]:
     """Writes the keys/values of the ``Q`` new positions at ``position`` and attends over the whole cache."""
     k, v = layer_attention.key_value(h_BxQxD)
@@ -77,23 +87,39 @@ def _cached_self_attention(
 class SelfAttentionLayer(nnx.Module):
     """Self-attention then MLP, each pre-normed and residual."""
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs) -> None:
         self.attention_norm = norm(cfg, rngs)
         self.attention = attention(cfg, rngs)
         self.mlp_norm = norm(cfg, rngs)
         self.mlp = mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
-    def _mlp_block(self, x_BxLxD, drop: dict) -> jax.Array:
+    def _mlp_block(self, x_BxLxD: jax.Array, drop: dict) -> jax.Array:
         return constrain(x_BxLxD + self.dropout(self.mlp(self.mlp_norm(x_BxLxD), **drop), **drop), BLD)
 
-    def __call__(self, x_BxLxD, *, mask, bias, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
+    def __call__(
+        self,
+        x_BxLxD: jax.Array,
+        *,
+        mask: jax.Array | None,
+        bias: jax.Array | None,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+    ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         h = self.attention_norm(x_BxLxD)
         h = self.attention(h, h, mask_Bx1xQxK=mask, bias_1xHxQxK=bias, **drop)
         return self._mlp_block(constrain(x_BxLxD + self.dropout(h, **drop), BLD), drop)
 
-    def decode(self, x_BxQxD, cache: Cache, position, *, mask, bias) -> tuple[jax.Array, Cache]:
+    def decode(
+        self,
+        x_BxQxD: jax.Array,
+        cache: Cache,
+        position: int | jax.Array,
+        *,
+        mask: jax.Array | None,
+        bias: jax.Array | None,
+    ) -> tuple[jax.Array, Cache]:
         """The same layer for ``Q`` tokens at ``position..`` against cached keys/values (decoder-only models)."""
         drop = dict(deterministic=True, rngs=None)
         h, cache = _cached_self_attention(
@@ -105,7 +131,7 @@ class SelfAttentionLayer(nnx.Module):
 class DecoderLayer(nnx.Module):
     """Causal self-attention, cross-attention to the encoder, then MLP."""
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs) -> None:
         self.self_attention_norm = norm(cfg, rngs)
         self.self_attention = attention(cfg, rngs)
         self.cross_attention_norm = norm(cfg, rngs)
@@ -114,20 +140,34 @@ class DecoderLayer(nnx.Module):
         self.mlp = mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
-    def _blocks(self, y_BxLxD, self_attend, cross_attend, drop: dict) -> jax.Array:
+    def _blocks(
+        self,
+        y_BxLxD: jax.Array,
+        self_attend: Callable[[jax.Array], jax.Array],
+        cross_attend: Callable[[jax.Array], jax.Array],
+        drop: dict,
+    ) -> jax.Array:
         y_BxLxD = constrain(y_BxLxD + self.dropout(self_attend(self.self_attention_norm(y_BxLxD)), **drop), BLD)
         y_BxLxD = constrain(y_BxLxD + self.dropout(cross_attend(self.cross_attention_norm(y_BxLxD)), **drop), BLD)
         return constrain(y_BxLxD + self.dropout(self.mlp(self.mlp_norm(y_BxLxD), **drop), **drop), BLD)
 
     def __call__(
-        self, y_BxLxD, encoded_BxSxD, *, self_mask, self_bias, cross_mask, deterministic: bool, rngs: nnx.Rngs | None
+        self,
+        y_BxLxD: jax.Array,
+        encoded_BxSxD: jax.Array,
+        *,
+        self_mask: jax.Array | None,
+        self_bias: jax.Array | None,
+        cross_mask: jax.Array | None,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
     ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
 
-        def self_attend(h):
+        def self_attend(h: jax.Array) -> jax.Array:
             return self.self_attention(h, h, mask_Bx1xQxK=self_mask, bias_1xHxQxK=self_bias, **drop)
 
-        def cross_attend(h):
+        def cross_attend(h: jax.Array) -> jax.Array:
             return self.cross_attention(h, encoded_BxSxD, mask_Bx1xQxK=cross_mask, bias_1xHxQxK=None, **drop)
 
         return self._blocks(y_BxLxD, self_attend, cross_attend, drop)
@@ -137,18 +177,27 @@ class DecoderLayer(nnx.Module):
         cross_k, cross_v = self.cross_attention.key_value(encoded_BxSxD)
         return {"cross_k": cross_k, "cross_v": cross_v, **empty_cache(encoded_BxSxD.shape[0], max_length, cfg)}
 
-    def decode(self, y_BxQxD, cache: Cache, position, *, self_mask, self_bias, cross_mask) -> tuple[jax.Array, Cache]:
+    def decode(
+        self,
+        y_BxQxD: jax.Array,
+        cache: Cache,
+        position: int | jax.Array,
+        *,
+        self_mask: jax.Array | None,
+        self_bias: jax.Array | None,
+        cross_mask: jax.Array | None,
+    ) -> tuple[jax.Array, Cache]:
         """The same layer for tokens at ``position..``, attending to cached keys/values; O(1) in the prefix."""
         drop = dict(deterministic=True, rngs=None)
         updated = {}
 
-        def self_attend(h):
+        def self_attend(h: jax.Array) -> jax.Array:
             out, updated["cache"] = _cached_self_attention(
                 self.self_attention, h, cache, position, mask=self_mask, bias=self_bias
             )
             return out
 
-        def cross_attend(h):
+        def cross_attend(h: jax.Array) -> jax.Array:
             kv = (cache["cross_k"], cache["cross_v"])
             return self.cross_attention(h, None, mask_Bx1xQxK=cross_mask, bias_1xHxQxK=None, key_value=kv, **drop)
 
@@ -159,7 +208,7 @@ class DecoderLayer(nnx.Module):
 class StackBias(nnx.Module):
     """T5's relative position bias of a stack: one table shared by all layers, or one per layer (UMT5)."""
 
-    def __init__(self, cfg: T5Config, *, bidirectional: bool, num_layers: int, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, *, bidirectional: bool, num_layers: int, rngs: nnx.Rngs) -> None:
         def table(table_rngs: nnx.Rngs) -> RelativePositionBias:
             return RelativePositionBias(
                 cfg.relative_attention_num_buckets,
@@ -172,7 +221,9 @@ class StackBias(nnx.Module):
         self.per_layer = cfg.per_layer_relative_bias
         self.tables = layer_stack(cfg, table, num_layers, rngs) if self.per_layer else table(rngs)
 
-    def __call__(self, query_len: int, key_len: int, offset=0) -> tuple[jax.Array | None, jax.Array | None]:
+    def __call__(
+        self, query_len: int, key_len: int, offset: int | jax.Array = 0
+    ) -> tuple[jax.Array | None, jax.Array | None]:
         """``(shared 1xHxQxK bias, None)`` or ``(None, per-layer LxHxQxK... biases)`` to scan with the layers."""
         if self.per_layer:
             return None, self.tables.map(lambda t: t(query_len, key_len, offset))

@@ -37,7 +37,7 @@ class DecoderOnly(TokenModel):
     """``prefix_lm=False``: causal LM. ``prefix_lm=True``: prompts and ``decoder_causal_attention`` prefixes
     attend bidirectionally. Both have the same parameters."""
 
-    def __init__(self, cfg: T5Config, *, prefix_lm: bool = False, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, *, prefix_lm: bool = False, rngs: nnx.Rngs) -> None:
         super().__init__(cfg, rngs)
         self.prefix_lm = prefix_lm
         self.relative_bias = StackBias(cfg, bidirectional=False, num_layers=cfg.num_decoder_layers, rngs=rngs)
@@ -76,7 +76,9 @@ class DecoderOnly(TokenModel):
         shared, per_layer = self.relative_bias(length, length)
         drop = dict(deterministic=deterministic, rngs=rngs)
 
-        def apply(layer, x, bias, layer_rngs):
+        def apply(
+            layer: SelfAttentionLayer, x: jax.Array, bias: jax.Array | None, layer_rngs: nnx.Rngs | None
+        ) -> tuple[jax.Array, None]:
             bias = pick_bias(shared, bias)
             return layer(x, mask=mask, bias=bias, deterministic=deterministic, rngs=layer_rngs), None
 
@@ -102,7 +104,9 @@ class DecoderOnly(TokenModel):
         mask = (allowed & context["real"][:, None, :])[:, None]
         shared, per_layer = self.relative_bias(query_len, max_length, position)
 
-        def apply(layer, x, inputs, _):
+        def apply(
+            layer: SelfAttentionLayer, x: jax.Array, inputs: tuple[jax.Array | None, Cache], _: None
+        ) -> tuple[jax.Array, Cache]:
             bias, layer_cache = inputs
             return layer.decode(x, layer_cache, position, mask=mask, bias=pick_bias(shared, bias))
 

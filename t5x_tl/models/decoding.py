@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from t5x_tl.models.blocks import Cache
 from t5x_tl.models.decoder_only import DecoderOnly
 from t5x_tl.models.t5 import EncoderDecoder
 
@@ -36,6 +37,10 @@ _NEG_INF = -1e9
 Picker = Callable[[jax.Array, jax.Array], jax.Array]  # (logits B x V float32, key) -> tokens B
 Model = EncoderDecoder | DecoderOnly
 LengthPenaltyStyle = Literal["gnmt", "hf"]
+# (step, tokens, logits, cache, done, key) of the sampling loop
+_SampleState = tuple[jax.Array, jax.Array, jax.Array, Cache, jax.Array, jax.Array]
+# (step, live tokens, live scores, logits, cache, best tokens, best log-probability, best score) of beam search
+_BeamState = tuple[jax.Array, jax.Array, jax.Array, jax.Array, Cache, jax.Array, jax.Array, jax.Array]
 
 
 def filter_logits(logits_BxV: jax.Array, *, temperature: float, top_k: int, top_p: float) -> jax.Array:
@@ -63,16 +68,18 @@ def _validate(max_length: int, temperature: float = 1.0, top_k: int = 0, top_p: 
 
 
 @functools.partial(nnx.jit, static_argnames=("max_length", "pick", "eos_id"))
-def _decode_loop(model: Model, prompts_BxS: jax.Array, key: jax.Array, *, max_length: int, pick: Picker, eos_id):
+def _decode_loop(
+    model: Model, prompts_BxS: jax.Array, key: jax.Array, *, max_length: int, pick: Picker, eos_id: int | None
+) -> jax.Array:
     batch = prompts_BxS.shape[0]
     logits, cache, context, first_position = model.start_decoding(prompts_BxS, max_length)
     tokens = jnp.zeros((batch, max_length), jnp.int32)
 
-    def not_done(state) -> jax.Array:
+    def not_done(state: _SampleState) -> jax.Array:
         step, _, _, _, done, _ = state
         return (step < max_length) & ~done.all()
 
-    def step_fn(state):
+    def step_fn(state: _SampleState) -> _SampleState:
         step, tokens, logits, cache, done, key = state
         key, sub = jax.random.split(key)
         chosen = jnp.where(done, 0, pick(logits, sub))
@@ -157,7 +164,7 @@ def _beam_search(
     best_log_prob = jnp.zeros((batch,))
     best_score = jnp.full((batch,), -jnp.inf)  # penalised; -inf until a hypothesis finishes
 
-    def not_done(state) -> jax.Array:
+    def not_done(state: _BeamState) -> jax.Array:
         step, _, live_scores, _, _, _, _, best_score = state
         # A live beam's log-probability only falls as it grows, and a hypothesis finishing from here on has
         # step + 1 .. max_length tokens, so its penalised score is at most this bound (the penalty is monotone).
@@ -165,7 +172,7 @@ def _beam_search(
         can_improve = live_scores.max(axis=1) / largest_penalty > best_score
         return (step < max_length) & can_improve.any()
 
-    def step_fn(state):
+    def step_fn(state: _BeamState) -> _BeamState:
         step, live_tokens, live_scores, logits, cache, best_tokens, best_log_prob, best_score = state
         log_probs = jax.nn.log_softmax(logits, axis=-1).reshape(batch, beam_size, vocab)
         candidates = (live_scores[..., None] + log_probs).reshape(batch, beam_size * vocab)
@@ -191,7 +198,7 @@ def _beam_search(
         live_scores, keep = jax.lax.top_k(jnp.where(ends, _NEG_INF, top_scores), beam_size)
         live_tokens, token, parent = (_gather_beams(x, keep) for x in (top_tokens, token, parent))
 
-        def reorder(x_LxBxN):  # cache arrays: layers first, then the flat batch x beam axis
+        def reorder(x_LxBxN: jax.Array) -> jax.Array:  # cache arrays: layers first, then the flat batch x beam axis
             x = x_LxBxN.reshape(x_LxBxN.shape[0], batch, beam_size, *x_LxBxN.shape[2:])
             return jax.vmap(_gather_beams, (0, None))(x, parent).reshape(x_LxBxN.shape)
 

@@ -39,7 +39,7 @@ class EncoderOnly(EncodingModel):
         pooling: str = "mean",
         token_head: bool = True,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         super().__init__(cfg, rngs, token_head=token_head)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flax import nnx
 
 from t5x_tl.models.config import T5Config
@@ -14,7 +16,9 @@ from t5x_tl.models.t5 import EncoderDecoder
 MODEL_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm", "encoder_only")
 
 
-def build_model(kind: str, cfg: T5Config, rngs: nnx.Rngs, memory: MemoryConfig | None = None, **options) -> nnx.Module:
+def build_model(
+    kind: str, cfg: T5Config, rngs: nnx.Rngs, memory: MemoryConfig | None = None, **options: Any
+) -> nnx.Module:
     """A ``kind`` model; ``options`` go to its class (e.g. ``num_outputs`` for the encoder-only head). With
     ``memory``, the model is a Recurrent Memory Transformer over that backbone (parameters under ``backbone/``,
     plus the initial ``memory``)."""

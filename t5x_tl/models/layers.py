@@ -30,7 +30,7 @@ def logical_param(
 class RMSNorm(nnx.Module):
     """T5's layer norm: scale only, no mean subtraction and no bias; statistics in float32."""
 
-    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
         self.eps = eps
         self.dtype = dtype
         self.scale = logical_param(nnx.initializers.ones, rngs.params(), (dim,), ("embed",), param_dtype)
@@ -44,7 +44,7 @@ class RMSNorm(nnx.Module):
 class Embed(nnx.Module):
     """Token embedding table, unit-variance initialised as in T5X."""
 
-    def __init__(self, vocab_size: int, dim: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+    def __init__(self, vocab_size: int, dim: int, *, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
         self.dtype = dtype
         self.embedding = logical_param(
             nnx.initializers.normal(1.0), rngs.params(), (vocab_size, dim), ("vocab", "embed"), param_dtype
@@ -86,7 +86,7 @@ class Mlp(nnx.Module):
         dtype: jnp.dtype,
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         self.dtype = dtype
         self.gated, self.activation = parse_feed_forward(feed_forward_proj)
         init_in = nnx.initializers.normal(d_model**-0.5)

@@ -21,6 +21,7 @@ Packed inputs are not supported: a row is one long example.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +29,12 @@ from flax import nnx
 
 from t5x_tl.models.attention import causal_mask, prefix_mask, segment_mask
 from t5x_tl.models.blocks import Cache
+from t5x_tl.models.decoder_only import DecoderOnly
 from t5x_tl.models.encoder_only import pool
 from t5x_tl.models.layers import logical_param
 from t5x_tl.models.segments import EOS_ID, MemoryConfig, Segments, merge, split
 from t5x_tl.models.sharding import BLD, constrain
-from t5x_tl.models.t5 import dropout_key
+from t5x_tl.models.t5 import EncodingModel, dropout_key
 
 RMT_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm", "encoder_only")
 DECODER_KINDS = ("decoder_only", "prefix_lm")
@@ -60,7 +62,7 @@ class RecurrentMemory(nnx.Module):
     it between examples.
     """
 
-    def __init__(self, backbone: nnx.Module, kind: str, memory: MemoryConfig, *, rngs: nnx.Rngs):
+    def __init__(self, backbone: nnx.Module, kind: str, memory: MemoryConfig, *, rngs: nnx.Rngs) -> None:
         if kind not in RMT_KINDS:
             raise ValueError(f"unknown model kind {kind!r} for a recurrent memory; choose one of {RMT_KINDS}")
         memory.check(kind)
@@ -109,7 +111,10 @@ class RecurrentMemory(nnx.Module):
         shapes = jax.eval_shape(lambda: segment_fn(self.backbone, initial, tuple(v[0] for v in segments.values), None))
         last = tuple(jnp.zeros(s.shape, s.dtype) for s in shapes[1:])
 
-        def body(carry, inputs):
+        def body(
+            carry: tuple[jax.Array, tuple[jax.Array, jax.Array]],
+            inputs: tuple[jax.Array, tuple[jax.Array, ...], jax.Array],
+        ) -> tuple[tuple[jax.Array, tuple[jax.Array, jax.Array]], jax.Array | None]:
             memory, last = carry
             index, values, present_B = inputs
             backbone = nnx.merge(graphdef, state)
@@ -142,7 +147,15 @@ class RecurrentMemory(nnx.Module):
 
     # --- encoders: [memory, segment(, EOS)] -------------------------------------------------------------------
 
-    def _encoder_segment(self, backbone, memory_BxMxD, values, rngs, *, deterministic: bool):
+    def _encoder_segment(
+        self,
+        backbone: EncodingModel,
+        memory_BxMxD: jax.Array,
+        values: tuple[jax.Array, jax.Array],
+        rngs: nnx.Rngs | None,
+        *,
+        deterministic: bool,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         tokens_BxT, real_BxT = values
         size = memory_BxMxD.shape[1]
         batch = tokens_BxT.shape[0]
@@ -185,11 +198,15 @@ class RecurrentMemory(nnx.Module):
         hidden = merge(stacked_SxBxKxD[:, :, offset : offset + size], segments, length)
         return self.backbone.logits(hidden)
 
-    def _encoder_only(self, encoder_input_tokens, encoder_segment_ids=None, **options) -> jax.Array:
+    def _encoder_only(
+        self, encoder_input_tokens: jax.Array, encoder_segment_ids: jax.Array | None = None, **options: Any
+    ) -> jax.Array:
         _, _, segments, stacked = self.encode(encoder_input_tokens, encoder_segment_ids, keep_hidden=True, **options)
         return self._token_logits(stacked, segments, self.memory_config.memory_size, encoder_input_tokens.shape[1])
 
-    def classify(self, encoder_input_tokens: jax.Array, encoder_segment_ids: jax.Array | None = None, **options):
+    def classify(
+        self, encoder_input_tokens: jax.Array, encoder_segment_ids: jax.Array | None = None, **options: Any
+    ) -> jax.Array:
         """Encoder-only: ``B x num_outputs`` of the backbone's pooled head over the last segment (memory
         included)."""
         if self.kind != "encoder_only" or not hasattr(self.backbone, "head"):
@@ -200,14 +217,14 @@ class RecurrentMemory(nnx.Module):
 
     def _encoder_decoder(
         self,
-        encoder_input_tokens,
-        decoder_input_tokens,
-        encoder_segment_ids=None,
-        decoder_segment_ids=None,
+        encoder_input_tokens: jax.Array,
+        decoder_input_tokens: jax.Array,
+        encoder_segment_ids: jax.Array | None = None,
+        decoder_segment_ids: jax.Array | None = None,
         *,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
-        **controls,
+        **controls: Any,
     ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         _, (hidden, keys), _, _ = self.encode(encoder_input_tokens, encoder_segment_ids, **drop, **controls)
@@ -220,7 +237,15 @@ class RecurrentMemory(nnx.Module):
 
     # --- decoders: [read memory, segment, write memory] -------------------------------------------------------
 
-    def _decoder_segment(self, backbone, memory_BxMxD, values, rngs, *, deterministic: bool):
+    def _decoder_segment(
+        self,
+        backbone: DecoderOnly,
+        memory_BxMxD: jax.Array,
+        values: tuple[jax.Array, jax.Array, jax.Array],
+        rngs: nnx.Rngs | None,
+        *,
+        deterministic: bool,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         tokens_BxT, real_BxT, prefix_BxT = values
         size, (batch, length) = memory_BxMxD.shape[1], tokens_BxT.shape
         memory_keys = jnp.ones((batch, size), bool)
@@ -235,13 +260,13 @@ class RecurrentMemory(nnx.Module):
 
     def _decoder_only(
         self,
-        decoder_input_tokens,
-        decoder_segment_ids=None,
-        decoder_causal_attention=None,
+        decoder_input_tokens: jax.Array,
+        decoder_segment_ids: jax.Array | None = None,
+        decoder_causal_attention: jax.Array | None = None,
         *,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
-        **controls,
+        **controls: Any,
     ) -> jax.Array:
         if decoder_causal_attention is not None and self.kind != "prefix_lm":
             raise ValueError("decoder_causal_attention marks prefix-LM data; use the prefix_lm kind")
@@ -252,7 +277,7 @@ class RecurrentMemory(nnx.Module):
         _, _, stacked = self.recur(fn, segments, keep_hidden=True, rngs=rngs, **controls)
         return self._token_logits(stacked, segments, self.memory_config.memory_size, decoder_input_tokens.shape[1])
 
-    def __call__(self, *args, **kwargs) -> jax.Array:
+    def __call__(self, *args: Any, **kwargs: Any) -> jax.Array:
         """Float32 logits, as the backbone's ``__call__`` (same arguments) returns them."""
         if self.kind == "encoder_decoder":
             return self._encoder_decoder(*args, **kwargs)
@@ -269,5 +294,7 @@ class RecurrentMemory(nnx.Module):
         _, (hidden, keys), _, _ = self.encode(prompts_BxS)
         return self.backbone.first_step(*self.backbone.cache_for(hidden, keys.astype(jnp.int32), max_length))
 
-    def decode_step(self, tokens_BxQ, position, cache: Cache, context: dict) -> tuple[jax.Array, Cache]:
+    def decode_step(
+        self, tokens_BxQ: jax.Array, position: jax.Array, cache: Cache, context: dict
+    ) -> tuple[jax.Array, Cache]:
         return self.backbone.decode_step(tokens_BxQ, position, cache, context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from t5x_tl.models.config import T5Config
 
@@ -17,7 +18,7 @@ T5_1_1_SIZES: dict[str, tuple[int, int, int, int, int]] = {
 }
 
 
-def t5_config(size: str, vocab_size: int, **overrides) -> T5Config:
+def t5_config(size: str, vocab_size: int, **overrides: Any) -> T5Config:
     """The T5 v1.1 config of a named size; ``overrides`` replace any field (e.g. ``num_encoder_layers``)."""
     if size not in T5_1_1_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {sorted(T5_1_1_SIZES)}")

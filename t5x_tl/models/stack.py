@@ -40,7 +40,7 @@ class LayerStack(nnx.Module):
         scan: bool,
         remat_policy: str,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         if remat_policy not in REMAT_POLICIES:
             raise ValueError(f"unknown remat_policy {remat_policy!r}; choose one of {tuple(REMAT_POLICIES)}")
         if num_layers < 1:
@@ -56,7 +56,9 @@ class LayerStack(nnx.Module):
 
         self.stacked = create(rngs)
 
-    def __call__(self, fn: LayerFn, carry: Any, xs: Any = None, *, dropout_key: jax.Array | None = None):
+    def __call__(
+        self, fn: LayerFn, carry: Any, xs: Any = None, *, dropout_key: jax.Array | None = None
+    ) -> tuple[Any, Any]:
         """Threads ``carry`` through every layer; ``xs`` (leading axis = layers) is sliced per layer.
 
         Returns the final carry and the per-layer outputs stacked on a leading axis (e.g. a decoding cache).
@@ -65,7 +67,7 @@ class LayerStack(nnx.Module):
         params = nnx.to_pure_dict(state)
         keys = None if dropout_key is None else jax.random.split(dropout_key, self.num_layers)
 
-        def body(carry, inputs):
+        def body(carry: Any, inputs: tuple[dict, Any, jax.Array | None]) -> tuple[Any, Any]:
             layer_params, x, key = inputs
             layer = nnx.merge(graphdef, layer_params)
             return fn(layer, carry, x, None if key is None else nnx.Rngs(dropout=key))

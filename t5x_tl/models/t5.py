@@ -41,13 +41,15 @@ def dropout_key(rngs: nnx.Rngs | None) -> jax.Array | None:
 class Encoder(nnx.Module):
     """Bidirectional self-attention layers over (possibly packed) inputs, then a final norm."""
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs) -> None:
         self.relative_bias = StackBias(cfg, bidirectional=True, num_layers=cfg.num_encoder_layers, rngs=rngs)
         self.layers = layer_stack(cfg, lambda r: SelfAttentionLayer(cfg, r), cfg.num_encoder_layers, rngs)
         self.final_norm = norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
-    def __call__(self, x_BxSxD, segments_BxS, *, deterministic: bool, rngs: nnx.Rngs | None) -> jax.Array:
+    def __call__(
+        self, x_BxSxD: jax.Array, segments_BxS: jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None
+    ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         length = x_BxSxD.shape[1]
         # A padding query attends to every real key, as under transformers' key-only padding mask, so the outputs at
@@ -56,7 +58,9 @@ class Encoder(nnx.Module):
         mask = segment_mask(segments_BxS, segments_BxS) | padding_query
         shared, per_layer = self.relative_bias(length, length)
 
-        def apply(layer, x, bias, layer_rngs):
+        def apply(
+            layer: SelfAttentionLayer, x: jax.Array, bias: jax.Array | None, layer_rngs: nnx.Rngs | None
+        ) -> tuple[jax.Array, None]:
             bias = pick_bias(shared, bias)
             return layer(x, mask=mask, bias=bias, deterministic=deterministic, rngs=layer_rngs), None
 
@@ -68,7 +72,7 @@ class Encoder(nnx.Module):
 class Decoder(nnx.Module):
     """Causal self-attention plus cross-attention layers; teacher-forced, or one step at a time from a cache."""
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs) -> None:
         self.config = cfg
         self.relative_bias = StackBias(cfg, bidirectional=False, num_layers=cfg.num_decoder_layers, rngs=rngs)
         self.layers = layer_stack(cfg, lambda r: DecoderLayer(cfg, r), cfg.num_decoder_layers, rngs)
@@ -76,7 +80,14 @@ class Decoder(nnx.Module):
         self.dropout = nnx.Dropout(cfg.dropout_rate)
 
     def __call__(
-        self, y_BxLxD, encoded_BxSxD, segments_BxL, encoder_segments_BxS, *, deterministic: bool, rngs: nnx.Rngs | None
+        self,
+        y_BxLxD: jax.Array,
+        encoded_BxSxD: jax.Array,
+        segments_BxL: jax.Array,
+        encoder_segments_BxS: jax.Array,
+        *,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
     ) -> jax.Array:
         drop = dict(deterministic=deterministic, rngs=rngs)
         length = y_BxLxD.shape[1]
@@ -84,7 +95,9 @@ class Decoder(nnx.Module):
         cross_mask = segment_mask(segments_BxL, encoder_segments_BxS)
         shared, per_layer = self.relative_bias(length, length)
 
-        def apply(layer, y, bias, layer_rngs):
+        def apply(
+            layer: DecoderLayer, y: jax.Array, bias: jax.Array | None, layer_rngs: nnx.Rngs | None
+        ) -> tuple[jax.Array, None]:
             bias = pick_bias(shared, bias)
             y = layer(
                 y,
@@ -106,7 +119,7 @@ class Decoder(nnx.Module):
         return self.layers.map(lambda layer: layer.init_cache(encoded_BxSxD, max_length, self.config))
 
     def decode(
-        self, y_BxQxD, cache: Cache, position: jax.Array, encoder_segments_BxS: jax.Array
+        self, y_BxQxD: jax.Array, cache: Cache, position: jax.Array, encoder_segments_BxS: jax.Array
     ) -> tuple[jax.Array, Cache]:
         """Decoder outputs for ``Q`` new tokens starting at ``position``, with the updated cache."""
         query_len, max_length = y_BxQxD.shape[1], cache["self_k"].shape[2]
@@ -116,7 +129,9 @@ class Decoder(nnx.Module):
         cross_mask = segment_mask(jnp.ones(y_BxQxD.shape[:2], jnp.int32), encoder_segments_BxS)
         shared, per_layer = self.relative_bias(query_len, max_length, position)
 
-        def apply(layer, y, inputs, _):
+        def apply(
+            layer: DecoderLayer, y: jax.Array, inputs: tuple[jax.Array | None, Cache], _: None
+        ) -> tuple[jax.Array, Cache]:
             bias, layer_cache = inputs
             return layer.decode(
                 y, layer_cache, position, self_mask=self_mask, self_bias=pick_bias(shared, bias), cross_mask=cross_mask
@@ -132,7 +147,7 @@ class TokenModel(nnx.Module):
     Logits come from the untied ``lm_head``, or from the input embedding scaled by d_model^-0.5 when tied (T5 1.0).
     """
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs, *, token_head: bool = True):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs, *, token_head: bool = True) -> None:
         self.config = cfg
         self.token_embed = Embed(cfg.vocab_size, cfg.d_model, **common(cfg, rngs))
         self.token_head = token_head  # False: no untied lm_head (a representation-only model)
@@ -160,7 +175,7 @@ class TokenModel(nnx.Module):
 class EncodingModel(TokenModel):
     """A token model with T5's encoder: what the encoder-decoder and the encoder-only model share."""
 
-    def __init__(self, cfg: T5Config, rngs: nnx.Rngs, *, token_head: bool = True):
+    def __init__(self, cfg: T5Config, rngs: nnx.Rngs, *, token_head: bool = True) -> None:
         super().__init__(cfg, rngs, token_head=token_head)
         self.encoder = Encoder(cfg, rngs)
 
@@ -181,7 +196,7 @@ class EncodingModel(TokenModel):
 class EncoderDecoder(EncodingModel):
     """T5: tokens in, next-token logits out (teacher forcing), or decoded a token at a time from a cache."""
 
-    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: T5Config, *, rngs: nnx.Rngs) -> None:
         super().__init__(cfg, rngs)
         self.decoder = Decoder(cfg, rngs)
 

@@ -58,7 +58,7 @@ ITEMS = ("state", "metadata", "data")
 class Checkpointer:
     """Saves every ``every`` steps (and on demand), keeps the newest ``keep`` steps."""
 
-    def __init__(self, directory: Path, every: int, keep: int):
+    def __init__(self, directory: Path, every: int, keep: int) -> None:
         self.directory = directory.absolute()
         options = ocp.CheckpointManagerOptions(
             save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -14,8 +15,12 @@ from t5x_tl.data.curriculum import Level
 from t5x_tl.data.curriculum_batches import CurriculumBatches
 from t5x_tl.data.pipeline import BatchSpec, numpy_batches
 from t5x_tl.errors import UserError
+from t5x_tl.train.metrics import MetricWriter
 
 log = logging.getLogger("t5x_tl")
+
+# eval_step(params, batch) -> summed metrics (jitted in training)
+EvalStep = Callable[[dict, dict[str, jax.Array]], dict[str, jax.Array]]
 
 
 def _padded(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -46,7 +51,7 @@ def global_batch(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedShard
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
-def evaluate(eval_step, params, batches: list[dict[str, jax.Array]]) -> dict[str, float]:
+def evaluate(eval_step: EvalStep, params: dict, batches: list[dict[str, jax.Array]]) -> dict[str, float]:
     totals: dict[str, float] = {}
     for batch in batches:
         for name, value in jax.device_get(eval_step(params, batch)).items():
@@ -62,11 +67,13 @@ def evaluate(eval_step, params, batches: list[dict[str, jax.Array]]) -> dict[str
 class CurriculumListener:
     """Feeds the naive level's validation accuracy to the curriculum after each evaluation."""
 
-    def __init__(self, batches: CurriculumBatches, count: int, sharding: jax.sharding.NamedSharding, writer):
+    def __init__(
+        self, batches: CurriculumBatches, count: int, sharding: jax.sharding.NamedSharding, writer: MetricWriter
+    ) -> None:
         self._batches, self._count, self._sharding, self._writer = batches, count, sharding, writer
         self._validation: dict[Level, list[dict]] = {}
 
-    def __call__(self, step: int, eval_step, params) -> None:
+    def __call__(self, step: int, eval_step: EvalStep, params: dict) -> None:
         curriculum = self._batches.curriculum
         level = curriculum.level
         if level not in self._validation:

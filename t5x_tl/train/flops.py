@@ -69,7 +69,9 @@ def _decoder(cfg: T5Config, s: int, t: int) -> float:
     return decoder + 2 * t * d * cfg.vocab_size
 
 
-def memory_forward_flops(cfg: T5Config, kind: str, memory: MemoryConfig, inputs_length: int, targets_length: int):
+def memory_forward_flops(
+    cfg: T5Config, kind: str, memory: MemoryConfig, inputs_length: int, targets_length: int
+) -> float:
     """Forward FLOPs of one example through a Recurrent Memory Transformer: every segment at its full
     length (memory, tokens, special and write positions), the decoder on the last segment's encoding."""
     segmented = {"decoder_only": targets_length, "prefix_lm": inputs_length + targets_length}.get(kind, inputs_length)

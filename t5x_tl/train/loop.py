@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import types
 from pathlib import Path
 
 import jax
@@ -45,7 +46,7 @@ class StopRequest:
         self.signal: int | None = None
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def _handle(self, signum: int, frame) -> None:
+    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
         if self.signal == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signum

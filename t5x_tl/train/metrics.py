@@ -16,7 +16,7 @@ import jax
 class MetricWriter:
     """Appends ``{"step", "split", "time", ...}`` lines to ``metrics.jsonl`` and scalars to ``tensorboard/``."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path) -> None:
         self.enabled = jax.process_index() == 0
         if not self.enabled:
             return

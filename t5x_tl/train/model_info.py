@@ -15,7 +15,7 @@ from t5x_tl.train.tree_paths import flatten
 _is_spec = lambda x: isinstance(x, PartitionSpec)
 
 
-def _flat(tree) -> dict[str, object]:
+def _flat(tree: object) -> dict[str, object]:
     return flatten(tree, is_leaf=_is_spec)
 
 
@@ -23,7 +23,7 @@ def _axes(spec: PartitionSpec, ndim: int) -> list:
     return list(spec) + [None] * (ndim - len(spec))
 
 
-def _devices_along(mesh: Mesh, axis) -> int:
+def _devices_along(mesh: Mesh, axis: str | tuple[str, ...] | None) -> int:
     names = () if axis is None else (axis if isinstance(axis, tuple) else (axis,))
     return math.prod(mesh.shape[name] for name in names)
 

@@ -116,7 +116,7 @@ def optimizer_state_spec(
     return PartitionSpec()
 
 
-def named(mesh: Mesh, specs):
+def named(mesh: Mesh, specs: object) -> object:
     """Maps a tree of PartitionSpecs to NamedShardings on ``mesh``."""
     return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 

@@ -29,7 +29,7 @@ class LaggedProgress:
         tokens_per_step: int,
         flops_per_step: float,
         peak_flops: float | None,
-    ):
+    ) -> None:
         self.writer, self.bar = writer, bar
         self.log_every, self.last_step = log_every, last_step
         self.tokens_per_step, self.flops_per_step, self.peak_flops = tokens_per_step, flops_per_step, peak_flops

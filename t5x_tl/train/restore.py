@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import optax
 from ml_collections import ConfigDict
 
 from t5x_tl.data.curriculum_batches import CurriculumBatches
@@ -16,12 +17,14 @@ from t5x_tl.errors import UserError
 from t5x_tl.train import warm_start
 from t5x_tl.train.checkpoint_record import recorded_batches, recorded_data_state, recorded_signature
 from t5x_tl.train.checkpointing import Checkpointer, read_pretrained
-from t5x_tl.train.state import TrainState, abstract_train_state, init_train_state
+from t5x_tl.train.state import ModelFactory, TrainState, abstract_train_state, init_train_state
 
 log = logging.getLogger("t5x_tl")
 
 
-def _fresh_state(cfg: ConfigDict, factory, optimizer, shardings: TrainState) -> TrainState:
+def _fresh_state(
+    cfg: ConfigDict, factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState
+) -> TrainState:
     """Parameters from the seed, then the pretrained ones of ``checkpoint.init_from`` where the mapping finds
     them (with a report of what was loaded, initialised fresh and ignored)."""
     state = init_train_state(factory, optimizer, shardings, cfg.seed)
@@ -39,7 +42,12 @@ def _fresh_state(cfg: ConfigDict, factory, optimizer, shardings: TrainState) -> 
 
 
 def restore_or_init(
-    checkpointer: Checkpointer, model_signature: dict, cfg: ConfigDict, factory, optimizer, shardings: TrainState
+    checkpointer: Checkpointer,
+    model_signature: dict,
+    cfg: ConfigDict,
+    factory: ModelFactory,
+    optimizer: optax.GradientTransformation,
+    shardings: TrainState,
 ) -> tuple[TrainState, dict | None]:
     """The newest intact checkpoint's state and metadata, or a fresh state (and None) when there is none.
 

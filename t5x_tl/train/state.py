@@ -23,6 +23,12 @@ class TrainState:
     params: dict
     opt_state: optax.OptState
 
+    @classmethod
+    def create(cls, params: dict, optimizer: optax.GradientTransformation) -> TrainState:
+        """Step 0, ``params``, and ``optimizer``'s initial state for them; pure, so it also runs under
+        ``jax.jit`` and ``jax.eval_shape``."""
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
 
 def abstract_model(model_factory: ModelFactory) -> tuple[nnx.GraphDef, nnx.State]:
     """Graph definition and shape-only parameters, without allocating any weights."""
@@ -57,7 +63,7 @@ def state_shardings(
 def _fresh_state(model_factory: ModelFactory, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
     model = model_factory(nnx.Rngs(params=key))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    return TrainState.create(params, optimizer)
 
 
 def init_train_state(

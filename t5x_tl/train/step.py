@@ -28,7 +28,7 @@ def _rngs(key: jax.Array | None) -> dict:
     return dict(deterministic=key is None, rngs=None if key is None else nnx.Rngs(dropout=key))
 
 
-def _encoder_decoder(model, batch: Batch, key) -> Prediction:
+def _encoder_decoder(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
     logits = model(
         batch["encoder_input_tokens"],
         batch["decoder_input_tokens"],
@@ -39,7 +39,7 @@ def _encoder_decoder(model, batch: Batch, key) -> Prediction:
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
 
 
-def _decoder_only(model, batch: Batch, key) -> Prediction:
+def _decoder_only(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
     logits = model(
         batch["decoder_input_tokens"],
         batch.get("decoder_segment_ids"),
@@ -49,7 +49,7 @@ def _decoder_only(model, batch: Batch, key) -> Prediction:
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
 
 
-def _encoder_only(model, batch: Batch, key) -> Prediction:
+def _encoder_only(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
     logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **_rngs(key))
     return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
 
@@ -63,7 +63,9 @@ PREDICTIONS: dict[str, Callable[[nnx.Module, Batch, jax.Array | None], Predictio
 }
 
 
-def _token_losses(graphdef, kind: str, params: dict, batch: Batch, key, z_loss: float) -> Metrics:
+def _token_losses(
+    graphdef: nnx.GraphDef, kind: str, params: dict, batch: Batch, key: jax.Array | None, z_loss: float
+) -> Metrics:
     logits, targets, weights, segments = PREDICTIONS[kind](nnx.merge(graphdef, params), batch, key)
     return token_losses(logits, targets, weights, z_loss, segments)
 
@@ -106,7 +108,7 @@ def make_train_step(
         if microbatches == 1:
             return sums_and_grads(params, batch, key)
 
-        def add(carry, inputs):
+        def add(carry: tuple[dict, Metrics], inputs: tuple[jax.Array, Batch]) -> tuple[tuple[dict, Metrics], None]:
             index, micro = inputs
             grads, sums = sums_and_grads(params, micro, jax.random.fold_in(key, index))
             return jax.tree.map(jnp.add, carry, (grads, sums)), None

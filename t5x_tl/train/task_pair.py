@@ -135,7 +135,7 @@ def train_pair(
     params = nnx.to_pure_dict(params)
     coupling.check(tuple(params))
     pair = pair_params(params, coupling.tied)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=pair, opt_state=optimizer.init(pair))
+    state = TrainState.create(pair, optimizer)
     step_fn = jax.jit(make_pair_step(graphdef, optimizer, coupling, kind, z_loss), donate_argnums=0)
     for index in range(steps):
         state, metrics = step_fn(state, next(batches[0]), next(batches[1]))

@@ -12,5 +12,5 @@ def path_name(path: tuple) -> str:
     return "/".join(str(getattr(key, "key", key)) for key in path)
 
 
-def flatten(tree, is_leaf: Callable[[object], bool] | None = None) -> dict[str, object]:
+def flatten(tree: object, is_leaf: Callable[[object], bool] | None = None) -> dict[str, object]:
     return {path_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]}

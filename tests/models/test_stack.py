@@ -89,7 +89,7 @@ def test_scan_traces_one_layer_body_whatever_the_depth():
 def _step_temp_bytes(cfg) -> int:
     graphdef, params = _params(cfg)
     optimizer = optax.adamw(1e-3)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    state = TrainState.create(params, optimizer)
     step = jax.jit(make_train_step(graphdef, optimizer, lambda _: 1e-3, 0.0, 0))
     return step.lower(state, _batch()).compile().memory_analysis().temp_size_in_bytes
 

@@ -128,7 +128,7 @@ def test_uncoupled_the_first_model_trains_exactly_as_alone():
     _, pair = train_pair(_factory, optimizer, Coupling(), (_batches(0, 0), _batches(1, 5)), steps, seed=0)
     graphdef, params = nnx.split(_factory(nnx.Rngs(params=jax.random.key(0))), nnx.Param)
     params = nnx.to_pure_dict(params)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+    state = TrainState.create(params, optimizer)
     step = jax.jit(make_train_step(graphdef, optimizer, optax.constant_schedule(3e-3), 0.0, 0))
     for batch in itertools.islice(_batches(0, 0), steps):
         state, _ = step(state, batch)
