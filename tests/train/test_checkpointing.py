@@ -8,6 +8,7 @@ import logging
 import jax
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from t5x_tl.config import DEFAULT_RULES
@@ -130,3 +131,16 @@ def test_hosts_shard_the_source_by_default_only_when_there_are_several(monkeypat
     monkeypatch.setattr(jax, "process_count", lambda: 4)
     assert _host_sharding("auto") == "source"
     assert _host_sharding("examples") == "examples"
+
+
+def test_a_checkpoint_written_before_input_positions_restores_and_replays(tmp_path):
+    state = {"w": jax.numpy.arange(4.0)}
+    old = ocp.CheckpointManager(tmp_path, item_names=("state", "metadata"))
+    old.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave({"a": 1})))
+    old.wait_until_finished()
+    old.close()
+    checkpointer = Checkpointer(tmp_path, every=1, keep=2)
+    assert checkpointer.metadata(3) == {"a": 1}
+    _assert_equal(checkpointer.restore(3, jax.eval_shape(lambda: state)), state)
+    assert not checkpointer.restore_input_position(3, TaskBatches(BatchSpec("unused", "train", 8, 8, 1, 0)))
+    checkpointer.close()
