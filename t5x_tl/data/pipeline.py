@@ -204,6 +204,12 @@ class NumpyStream(Iterator[Batch]):
     def __next__(self) -> Batch:
         return tf.nest.map_structure(lambda tensor: tensor.numpy(), next(self._iterator))
 
+    def advance(self, count: int) -> None:
+        """Drops the next ``count`` elements, leaving the dataset's graph as it is (unlike ``Dataset.skip``, whose
+        node would make the saved position unreadable by a stream opened without it)."""
+        for _ in range(count):
+            next(self._iterator)
+
     def save(self, prefix: Path) -> bool:
         """Writes the position under ``prefix``; False when the pipeline holds state TensorFlow cannot save (a
         source that reads a Python generator)."""
@@ -257,7 +263,8 @@ class TaskBatches(Iterator[Batch]):
         if self._stream is None:
             if self.batches:
                 log.info("Replaying %d batches of %s to reach the saved input position", self.batches, self.spec.task)
-            self._stream = numpy_batches(self.spec, skip_batches=self.batches)
+            self._stream = numpy_batches(self.spec)
+            self._stream.advance(self.batches)
         return self._stream
 
     def state_dict(self) -> dict:

@@ -62,6 +62,19 @@ def test_a_saved_iterator_state_continues_the_stream_exactly_and_replays_nothing
     assert not TaskBatches(dataclasses.replace(spec, host_index=1, num_hosts=2)).restore_position(tmp_path)
 
 
+def test_a_stream_that_replayed_to_its_position_saves_one_a_fresh_stream_restores(small_data, tmp_path):
+    spec = _spec(small_data)
+    uninterrupted = list(itertools.islice(numpy_batches(spec), 4))
+    replayed = TaskBatches(spec)
+    replayed.load_state_dict({"batches": 2})  # no iterator state: replays two batches
+    next(replayed)
+    replayed.save_position(tmp_path)
+    restored = TaskBatches(spec)
+    restored.load_state_dict(replayed.state_dict())
+    assert restored.restore_position(tmp_path)
+    np.testing.assert_array_equal(next(restored)["encoder_input_tokens"], uninterrupted[3]["encoder_input_tokens"])
+
+
 def test_a_generator_source_cannot_save_its_iterator_so_resuming_replays_it(toy_tasks, tmp_path, caplog):
     fields = dict(split="train", inputs_length=8, targets_length=4, batch_size=1, seed=0, pack=False, shuffle=False)
     spec = BatchSpec(task=toy_tasks["pairs"], **fields)
