@@ -1,5 +1,5 @@
 """In-context learning from scratch: a tiny decoder-only model trained on sequences that each carry a fresh
-letter -> label mapping (t5x_tl.data.icl_mappings), so that only the sequence itself can tell a label.
+letter -> label mapping (t5x_tl.data.downstream.icl_mappings), so that only the sequence itself can tell a label.
 
 python scripts/train.py --config=configs/in_context_learning.py --workdir=/tmp/t5x_tl_icl
 
@@ -16,7 +16,7 @@ def get_config():
     cfg.model.kind = "decoder_only"
     cfg.model.size = "tiny"
     cfg.data.task = "icl_mappings"
-    cfg.data.task_modules = ("t5x_tl.data.icl_mappings",)
+    cfg.data.task_modules = ("t5x_tl.data.downstream.icl_mappings",)
     cfg.data.targets_length = 64
     cfg.data.batch_size = 32
     cfg.data.pack = False

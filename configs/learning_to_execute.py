@@ -14,7 +14,7 @@ from t5x_tl.config import base_config
 def get_config():
     cfg = base_config()
     cfg.model.size = "tiny"
-    cfg.data.task_modules = ("t5x_tl.data.execute.tasks",)
+    cfg.data.task_modules = ("t5x_tl.data.curriculum.execute.tasks",)
     cfg.data.inputs_length = 96
     cfg.data.targets_length = 12
     cfg.data.batch_size = 32

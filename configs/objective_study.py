@@ -31,7 +31,7 @@ def _job(task_modules: tuple[str, ...], *, steps: int, eval_batches: int, log_ev
 
 def get_config():
     study = ConfigDict()
-    study.corpus = "builtin"  # pretraining tasks are <corpus>_<objective> (t5x_tl.data.pretraining_tasks)
+    study.corpus = "builtin"  # pretraining tasks are <corpus>_<objective> (t5x_tl.data.tasks.pretraining)
     study.objectives = (
         # the seven objectives of the paper's Tables 3 and 4
         "prefix_lm",
@@ -64,7 +64,7 @@ def get_config():
     study.eval_examples = 200  # 0: the whole split
     study.eval_batch_size = 50
 
-    study.pretrain = _job(("t5x_tl.data.pretraining_tasks",), steps=200, eval_batches=4, log_every=50)
+    study.pretrain = _job(("t5x_tl.data.tasks.pretraining",), steps=200, eval_batches=4, log_every=50)
     study.pretrain.optimizer.learning_rate = 2e-3
     study.pretrain.optimizer.schedule = "warmup_cosine"
     study.pretrain.optimizer.warmup_steps = 30

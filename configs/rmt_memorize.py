@@ -1,4 +1,4 @@
-"""A Recurrent Memory Transformer learns to carry a fact across segments (t5x_tl.data.memory_tasks).
+"""A Recurrent Memory Transformer learns to carry a fact across segments (t5x_tl.data.memory.tasks).
 
 python scripts/train.py --config=configs/rmt_memorize.py --workdir=/tmp/t5x_tl_rmt
 
@@ -18,7 +18,7 @@ def get_config():
     cfg.model.rmt.memory_size = 10
     cfg.model.rmt.max_segments = 4
     cfg.data.task = "rmt_memorize_n4_s32_c4"
-    cfg.data.task_modules = ("t5x_tl.data.memory_tasks",)
+    cfg.data.task_modules = ("t5x_tl.data.memory.tasks",)
     cfg.data.inputs_length = 128
     cfg.data.targets_length = 2
     cfg.data.batch_size = 32

@@ -20,9 +20,9 @@ import numpy as np
 import seqio
 
 from t5x_tl.benchmarking import median_seconds, synthetic_batch, t5x_tl_train_step
-from t5x_tl.data.curriculum import Curriculum, Level
-from t5x_tl.data.curriculum_batches import CurriculumBatches
-from t5x_tl.data.execute import programs, tasks
+from t5x_tl.data.curriculum.batches import CurriculumBatches
+from t5x_tl.data.curriculum.execute import programs, tasks
+from t5x_tl.data.curriculum.strategies import Curriculum, Level
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow
 from t5x_tl.experiments.curriculum_study import feature_lengths
 from t5x_tl.models.sizes import padded_vocab_size, t5_config

@@ -22,7 +22,7 @@ import numpy as np
 
 from t5x_tl.benchmarking import median_seconds, synthetic_batch, t5x_tl_train_step
 from t5x_tl.data.pipeline import BatchSpec, hide_accelerators_from_tensorflow, numpy_batches
-from t5x_tl.data.tasks import BuiltinData, builtin_span_corruption_task
+from t5x_tl.data.tasks.builtin import BuiltinData, builtin_span_corruption_task
 from t5x_tl.models.sizes import padded_vocab_size, t5_config
 
 

@@ -18,9 +18,9 @@ import sys
 import seqio
 import tensorflow as tf
 
-from t5x_tl.data.concatenation import concatenate_documents
-from t5x_tl.data.objectives import objective_lengths, objective_preprocessor
-from t5x_tl.data.tasks import BuiltinData
+from t5x_tl.data.objectives.concatenation import concatenate_documents
+from t5x_tl.data.objectives.preprocessors import objective_lengths, objective_preprocessor
+from t5x_tl.data.tasks.builtin import BuiltinData
 
 SETTINGS = ((0.15, 3.0), (0.15, 10.0), (0.25, 3.0), (0.5, 3.0))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
-from t5x_tl.data.curriculum import STRATEGIES, PlateauRule
+from t5x_tl.data.curriculum.strategies import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.attention import ATTENTION_IMPLS
 from t5x_tl.models.config import T5Config
@@ -67,7 +67,7 @@ def base_config() -> ConfigDict:
             task="",  # empty: `objective` over the built-in corpus described below, or over `text_files`
             # your own text, a glob per split: .jsonl files with a "text" field per line, or a document per line
             text_files=ConfigDict(dict(train="", validation="")),
-            objective="random_spans_d15_s3",  # a variant of t5x_tl.data.pretraining_tasks, e.g. prefix_lm
+            objective="random_spans_d15_s3",  # a variant of t5x_tl.data.tasks.pretraining, e.g. prefix_lm
             concatenate_documents=False,  # text_files: T5's concatenation of 128 documents before the objective
             task_modules=(),  # modules to import so that `task` is registered, e.g. ("my_project.tasks",)
             cache_dir="",  # empty: $T5X_TL_DATA_DIR, else the checkout's data/, else ~/.cache/t5x_tl
@@ -108,7 +108,7 @@ def base_config() -> ConfigDict:
     )
     cfg.curriculum = ConfigDict(
         dict(
-            strategy="none",  # none: train on data.task; or baseline, naive, mixed, combined (t5x_tl.data.curriculum)
+            strategy="none",  # none: train on data.task; or baseline, naive, mixed, combined (see STRATEGIES)
             task="",  # the level tasks' name template, e.g. "lte_program_l{length}_n{nesting}"
             length=1,  # the target level
             nesting=1,

@@ -22,8 +22,8 @@ jax.config.update("jax_num_cpu_devices", 4)
 
 import pytest  # noqa: E402
 
-from t5x_tl.data.corpus import CorpusSpec  # noqa: E402
-from t5x_tl.data.tasks import BuiltinData  # noqa: E402
+from t5x_tl.data.corpus.documents import CorpusSpec  # noqa: E402
+from t5x_tl.data.tasks.builtin import BuiltinData  # noqa: E402
 
 SMALL_CORPUS = CorpusSpec(seed=0, num_entities=60, num_train_documents=40, num_validation_documents=8)
 

@@ -179,7 +179,7 @@ def test_console_entry_point_runs_the_same_command(tmp_path):
 
 USER_TASK_MODULE = """
 import seqio, tensorflow as tf
-from t5x_tl.data.tasks import register_span_corruption
+from t5x_tl.data.tasks.builtin import register_span_corruption
 
 TEXTS = [f"document {i}: " + " ".join(f"word{j % 17}" for j in range(i, i + 300)) for i in range(40)]
 source = seqio.FunctionDataSource(
@@ -243,7 +243,7 @@ def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeyp
     with pytest.raises(UserError, match=r"config\.model\.kind='decoder_only' needs config\.data\.task"):
         train(cfg, tmp_path / "run")
     cfg = _job_config(task="builtin_bert_style_d15", targets_length=80)
-    cfg.data.task_modules = ("t5x_tl.data.pretraining_tasks",)
+    cfg.data.task_modules = ("t5x_tl.data.tasks.pretraining",)
     cfg.model.kind = "encoder_only"
     with pytest.raises(UserError, match=r"does not fit config\.model\.kind: .*targets_length=80 must equal"):
         train(cfg, tmp_path / "run")
@@ -255,6 +255,10 @@ def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeyp
     [
         (dict(task="no_such_task", targets_length=8), "is not a registered SeqIO task or mixture"),
         (dict(task="x", task_modules=("no_such_module",), targets_length=8), "cannot import 'no_such_module'"),
+        (
+            dict(task="x", task_modules=("t5x_tl.data.memory_tasks",), targets_length=8),
+            "'t5x_tl.data.memory_tasks' moved to 't5x_tl.data.memory.tasks'",
+        ),
         (
             dict(task="synthetic_pairs", task_modules=("t5x_tl.data.downstream.registry",)),
             "targets_length must be set for synthetic_pairs, which is not an objective task",

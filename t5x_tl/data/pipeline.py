@@ -32,7 +32,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from t5x_tl.data.noise_encoders import mask_token_id
+from t5x_tl.data.objectives.encoders import mask_token_id
 
 Batch = dict[str, np.ndarray]
 log = logging.getLogger("t5x_tl")

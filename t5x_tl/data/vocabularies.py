@@ -15,7 +15,7 @@ from pathlib import Path
 import sentencepiece
 
 from t5x_tl.data.cache import atomic_directory
-from t5x_tl.data.corpus_files import CorpusFiles
+from t5x_tl.data.corpus.files import CorpusFiles
 
 EXTRA_IDS = 100
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")

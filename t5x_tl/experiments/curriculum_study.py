@@ -22,8 +22,8 @@ import numpy as np
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from t5x_tl.data.curriculum import STRATEGIES, Level
-from t5x_tl.data.execute import tasks
+from t5x_tl.data.curriculum.execute import tasks
+from t5x_tl.data.curriculum.strategies import STRATEGIES, Level
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_eval import evaluate_checkpoint
 from t5x_tl.experiments.charts import chart

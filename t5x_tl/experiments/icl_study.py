@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ml_collections import ConfigDict
 
-from t5x_tl.data import icl_mappings
+from t5x_tl.data.downstream import icl_mappings
 from t5x_tl.errors import UserError
 from t5x_tl.eval import nshot
 from t5x_tl.eval.checkpoint_model import load_model

@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from t5x_tl.config import model_config
 from t5x_tl.data.cache import resolve_data_dir
-from t5x_tl.data.corpus import CorpusSpec
+from t5x_tl.data.corpus.documents import CorpusSpec
 from t5x_tl.data.downstream.transfer import register_transfer_tasks
 from t5x_tl.data.mixtures import register_mixture
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches
-from t5x_tl.data.tasks import BuiltinData
+from t5x_tl.data.tasks.builtin import BuiltinData
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate

@@ -28,9 +28,9 @@ import seqio
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from t5x_tl.data.objectives import objective_lengths, objective_sentinels
-from t5x_tl.data.pretraining_tasks import variants_by_name
+from t5x_tl.data.objectives.preprocessors import objective_lengths, objective_sentinels
 from t5x_tl.data.task_modules import import_task_modules
+from t5x_tl.data.tasks.pretraining import variants_by_name
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
@@ -133,7 +133,7 @@ def pretraining_task(study: ConfigDict, objective: str) -> str:
     if name not in seqio.TaskRegistry.names():
         raise UserError(
             f"no pretraining task {name!r} for config.corpus={study.corpus!r}; register the objectives over it "
-            "(t5x_tl.data.pretraining_tasks.register_objective_tasks) in config.pretrain.data.task_modules"
+            "(t5x_tl.data.tasks.pretraining.register_objective_tasks) in config.pretrain.data.task_modules"
         )
     return name
 

@@ -33,7 +33,7 @@ import seqio
 from flax import nnx
 from ml_collections import ConfigDict
 
-from t5x_tl.data import memory_tasks
+from t5x_tl.data.memory import tasks as memory_tasks
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.experiments.charts import chart

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from t5x_tl.data.curriculum import Level
-from t5x_tl.data.curriculum_batches import CurriculumBatches
+from t5x_tl.data.curriculum.batches import CurriculumBatches
+from t5x_tl.data.curriculum.strategies import Level
 from t5x_tl.data.pipeline import BatchSpec, numpy_batches
 from t5x_tl.errors import UserError
 from t5x_tl.train.metrics import MetricWriter

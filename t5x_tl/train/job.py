@@ -15,16 +15,17 @@ import seqio
 from ml_collections import ConfigDict
 
 from t5x_tl.config import memory_config, model_config
-from t5x_tl.data import pretraining_tasks, tasks
 from t5x_tl.data.cache import resolve_data_dir
-from t5x_tl.data.corpus import CorpusSpec
-from t5x_tl.data.curriculum import Curriculum, Level, PlateauRule
-from t5x_tl.data.curriculum_batches import CurriculumBatches, level_task
-from t5x_tl.data.objectives import objective_sentinels
+from t5x_tl.data.corpus.documents import CorpusSpec
+from t5x_tl.data.curriculum.batches import CurriculumBatches, level_task
+from t5x_tl.data.curriculum.strategies import Curriculum, Level, PlateauRule
+from t5x_tl.data.objectives.preprocessors import objective_sentinels
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches
-from t5x_tl.data.pretraining_tasks import variants_by_name
 from t5x_tl.data.task_modules import import_task_modules
-from t5x_tl.data.text_files import TextFiles, register_text_file_tasks
+from t5x_tl.data.tasks import builtin as tasks
+from t5x_tl.data.tasks import pretraining as pretraining_tasks
+from t5x_tl.data.tasks.pretraining import variants_by_name
+from t5x_tl.data.tasks.text_files import TextFiles, register_text_file_tasks
 from t5x_tl.data.vocabularies import EXTRA_IDS
 from t5x_tl.errors import UserError
 from t5x_tl.train import partitioning

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from t5x_tl.config import validate
-from t5x_tl.data.curriculum_batches import CurriculumBatches
+from t5x_tl.data.curriculum.batches import CurriculumBatches
 from t5x_tl.data.pipeline import hide_accelerators_from_tensorflow
 from t5x_tl.train import distributed
 from t5x_tl.train.checkpoint_record import step_metadata

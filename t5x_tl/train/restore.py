@@ -11,7 +11,7 @@ from pathlib import Path
 import optax
 from ml_collections import ConfigDict
 
-from t5x_tl.data.curriculum_batches import CurriculumBatches
+from t5x_tl.data.curriculum.batches import CurriculumBatches
 from t5x_tl.data.pipeline import TaskBatches
 from t5x_tl.errors import UserError
 from t5x_tl.train import warm_start

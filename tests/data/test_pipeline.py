@@ -14,8 +14,8 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from t5x_tl.data import tasks
 from t5x_tl.data.pipeline import BatchSpec, NumpyStream, TaskBatches, numpy_batches
+from t5x_tl.data.tasks import builtin as tasks
 
 
 def _spec(small_data, **changes) -> BatchSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import seqio
 
-from t5x_tl.data import tasks
+from t5x_tl.data.tasks import builtin as tasks
 from t5x_tl.data.vocabularies import ensure_sentencepiece, train_sentencepiece
 
 

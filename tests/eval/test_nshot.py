@@ -15,7 +15,7 @@ import torch
 import transformers
 from flax import nnx
 
-from t5x_tl.data.execute import tasks as lte_tasks
+from t5x_tl.data.curriculum.execute import tasks as lte_tasks
 from t5x_tl.errors import UserError
 from t5x_tl.eval import metrics, nshot
 from t5x_tl.eval.prompts import Template, demonstration_indices, shuffled_labels
@@ -214,7 +214,7 @@ def test_the_script_evaluates_a_hugging_face_directory_and_writes_its_report(hf_
     reference.save_pretrained(tmp_path / "hf")
     command = [
         sys.executable, str(SCRIPTS / "nshot_eval.py"), f"--hf_dir={tmp_path / 'hf'}", "--task=lte_addition_l1",
-        "--task_modules", "t5x_tl.data.execute.tasks", "--num_examples=6", "--demo_pool=20", "--shots=0,2",
+        "--task_modules", "t5x_tl.data.curriculum.execute.tasks", "--num_examples=6", "--demo_pool=20", "--shots=0,2",
         "--max_decode_length=4", f"--out={tmp_path / 'out'}",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -223,7 +223,8 @@ def test_the_script_evaluates_a_hugging_face_directory_and_writes_its_report(hf_
     assert report["mode"] == "generation" and [r["k"] for r in report["results"]] == [0, 2]
     assert all(len(r["examples"]) == 6 for r in report["results"])
     assert report["results"][1]["examples"][0]["prompt"].count("print(") == 3
-    bad = subprocess.run([*command[:3], "--task=lte_addition_l1", "--task_modules", "t5x_tl.data.execute.tasks",
+    bad = subprocess.run([*command[:3], "--task=lte_addition_l1",
+                          "--task_modules", "t5x_tl.data.curriculum.execute.tasks",
                           "--shots=30", "--demo_pool=20", f"--out={tmp_path / 'bad'}"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "K=30 demonstrations but the pool holds only 20" in bad.stderr

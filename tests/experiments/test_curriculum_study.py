@@ -11,7 +11,7 @@ import pytest
 from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
-from t5x_tl.data.curriculum import Level
+from t5x_tl.data.curriculum.strategies import Level
 from t5x_tl.errors import UserError
 from t5x_tl.experiments.curriculum_study import feature_lengths, run_study, summarise, wins
 

@@ -11,7 +11,7 @@ import pytest
 from short_jobs import overridden, shorten
 
 from t5x_tl.config import load_config_file
-from t5x_tl.data import icl_mappings
+from t5x_tl.data.downstream import icl_mappings
 from t5x_tl.errors import UserError
 from t5x_tl.experiments.icl_study import run_study
 

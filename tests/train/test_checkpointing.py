@@ -12,8 +12,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from t5x_tl.config import DEFAULT_RULES
-from t5x_tl.data import tasks
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches
+from t5x_tl.data.tasks import builtin as tasks
 from t5x_tl.errors import UserError
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder

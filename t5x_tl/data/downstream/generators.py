@@ -18,8 +18,8 @@ import random
 import types
 from collections.abc import Callable, Mapping
 
-from t5x_tl.data.corpus import render_document
-from t5x_tl.data.world import KINDS, SYMMETRIC_PREDICATES, Entity, Relation, World
+from t5x_tl.data.corpus.documents import render_document
+from t5x_tl.data.corpus.world import KINDS, SYMMETRIC_PREDICATES, Entity, Relation, World
 
 Example = dict[str, str]
 Maker = Callable[[Entity, random.Random], Example]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 import random
 
+from t5x_tl.data.corpus.world import Entity, World
 from t5x_tl.data.downstream.generators import Example, Family, Maker, Value, english, facts_of, statement
-from t5x_tl.data.world import Entity, World
 
 LABELS = ("entailment", "neutral", "contradiction")
 _MAX_PREMISE = 3

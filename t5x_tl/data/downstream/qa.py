@@ -11,6 +11,7 @@ import random
 import types
 from collections.abc import Mapping
 
+from t5x_tl.data.corpus.world import Entity, World
 from t5x_tl.data.downstream.generators import (
     Example,
     Family,
@@ -22,7 +23,6 @@ from t5x_tl.data.downstream.generators import (
     passage,
     value_text,
 )
-from t5x_tl.data.world import Entity, World
 
 QUESTIONS: Mapping[str, str] = types.MappingProxyType(
     {

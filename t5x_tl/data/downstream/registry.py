@@ -20,10 +20,10 @@ import seqio
 import tensorflow as tf
 
 from t5x_tl.data.cache import atomic_directory
-from t5x_tl.data.corpus_files import CorpusFiles
+from t5x_tl.data.corpus.files import CorpusFiles
 from t5x_tl.data.downstream import pairs, qa, summaries, translation
 from t5x_tl.data.downstream.generators import SPLITS, Example, Family
-from t5x_tl.data.tasks import BuiltinData, builtin_vocabulary
+from t5x_tl.data.tasks.builtin import BuiltinData, builtin_vocabulary
 from t5x_tl.eval import metrics
 
 # Bump when generated examples change, so that cached ones are regenerated.

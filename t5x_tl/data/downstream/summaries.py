@@ -11,6 +11,7 @@ import random
 import types
 from collections.abc import Mapping
 
+from t5x_tl.data.corpus.world import Entity, World
 from t5x_tl.data.downstream.generators import (
     Example,
     Family,
@@ -25,7 +26,6 @@ from t5x_tl.data.downstream.generators import (
     predicate,
     statement,
 )
-from t5x_tl.data.world import Entity, World
 
 LEAD_FACTS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
     {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from t5x_tl.data.downstream import translation
 from t5x_tl.data.downstream.generators import Family
 from t5x_tl.data.downstream.registry import register_family
-from t5x_tl.data.tasks import BuiltinData
+from t5x_tl.data.tasks.builtin import BuiltinData
 from t5x_tl.eval import metrics
 
 LOW_RESOURCE = Family("translation_objects", translation.FAMILY.maker, kinds=("object",))

@@ -12,6 +12,7 @@ import itertools
 import random
 from collections.abc import Iterable, Mapping
 
+from t5x_tl.data.corpus.world import Entity, World
 from t5x_tl.data.downstream.generators import (
     Clause,
     Example,
@@ -24,7 +25,6 @@ from t5x_tl.data.downstream.generators import (
     stable_rng,
     statement,
 )
-from t5x_tl.data.world import Entity, World
 
 PLURAL_SUFFIX = "ek"
 PREFIX = "translate English to Synthetic "

@@ -1,0 +1,1 @@
+"""Learning to Execute: generated programs and their SeqIO tasks, by family and difficulty."""

@@ -1,0 +1,1 @@
+"""SeqIO pretraining and benchmark tasks over text: the built-in corpus, your own files, TFDS and C4."""
