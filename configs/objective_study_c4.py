@@ -7,7 +7,7 @@ python scripts/launch.py tpu --tpu=my-pod --zone=... --repo=~/t5x_tl --script=sc
 
 The same driver as the miniature (configs/objective_study.py); only the corpus, tasks, model and budgets differ.
 C4 goes through T5's document concatenation, and the vocabulary has 256 sentinels instead of T5's 100, so that
-i.i.d. replace spans at 25% and 50% run with inputs 512 (t5x_tl.data.c4_study_tasks says why).
+i.i.d. replace spans at 25% and 50% run with inputs 512 (t5x_tl.data.tasks.c4_study says why).
 """
 
 from pathlib import Path
@@ -17,7 +17,7 @@ from ml_collections import ConfigDict
 from t5x_tl.config import load_config_file
 from t5x_tl.experiments.objective_tables import downstream
 
-TASK_MODULES = ("t5x_tl.data.c4_study_tasks",)
+TASK_MODULES = ("t5x_tl.data.tasks.c4_study",)
 
 
 def get_config():

@@ -46,9 +46,9 @@ REMATS = ("none", "full")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from t5x_tl.models.sharding import RULE_PRESETS
     from t5x_tl.models.sizes import T5_1_1_SIZES
     from t5x_tl.models.stack import REMAT_POLICIES
-    from t5x_tl.train.partitioning import RULE_PRESETS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(T5_1_1_SIZES))

@@ -1,6 +1,6 @@
 """The collectives of one training step under every partitioning preset, on 8 forced CPU devices.
 
-For each preset of ``t5x_tl.train.partitioning.RULE_PRESETS`` this compiles the training step as
+For each preset of ``t5x_tl.models.sharding.RULE_PRESETS`` this compiles the training step as
 ``t5x_tl-train`` does (tiny T5 v1.1 encoder-decoder, Adafactor, batch 16 x inputs 32 / targets 8, layers
 scanned) on a mesh fit for the preset, reads the compiled HLO and counts all-gathers, reduce-scatters,
 all-reduces, all-to-alls and collective-permutes with their per-device bytes (``t5x_tl.train.collectives``).
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from t5x_tl.config import base_config  # noqa: E402
-from t5x_tl.models.kinds import build_model  # noqa: E402
+from t5x_tl.models.kinds import model_kind  # noqa: E402
 from t5x_tl.models.sizes import t5_config  # noqa: E402
 from t5x_tl.platform import compiler_options  # noqa: E402
 from t5x_tl.train import partitioning  # noqa: E402
@@ -70,13 +70,14 @@ def lower_step(preset: str) -> tuple[jax.stages.Lowered, int]:
     """One training step under ``preset``, lowered from shapes, and the parameters' bytes."""
     cfg = base_config()
     model_cfg = t5_config(SETUP["size"], SETUP["vocab_size"], scan_layers=True)
-    factory = lambda rngs: build_model(SETUP["kind"], model_cfg, rngs)
+    kind = model_kind(SETUP["kind"])
+    factory = lambda rngs: kind.build(model_cfg, rngs)
     mesh = partitioning.make_mesh(**MESHES[preset])
     rules = partitioning.resolve_rules(preset)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     shardings = state_shardings(factory, optimizer, mesh, rules)
     graphdef, abstract_params = abstract_model(factory)
-    step = make_train_step(graphdef, optimizer, lambda _: 1.0, cfg.train.z_loss, cfg.seed, SETUP["kind"], rules=rules)
+    step = make_train_step(graphdef, optimizer, lambda _: 1.0, cfg.train.z_loss, cfg.seed, kind, rules=rules)
     jitted = jax.jit(
         step,
         in_shardings=(shardings, partitioning.batch_sharding(mesh)),

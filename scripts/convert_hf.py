@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.hf_convert import HF_KINDS, load_hf_directory, save_hf_directory
+from t5x_tl.models.hf_convert import FULL_MODEL, hf_kinds, load_hf_directory, save_hf_directory
+from t5x_tl.models.kinds import ModelKind, model_kind
 from t5x_tl.train.checkpoint_record import recorded_model
 from t5x_tl.train.checkpointing import read_params, save_params
 
@@ -26,19 +27,19 @@ def export(workdir: Path, out: Path, step: int | None) -> None:
     cfg, kind = model.config, model.kind
     save_hf_directory(out, cfg, params, kind)
     print(f"exported step {step} of {workdir} to {out} (config.json, model.safetensors)")
-    if kind == "encoder_decoder" and not cfg.tie_word_embeddings:
+    if kind.hf_head == FULL_MODEL and not cfg.tie_word_embeddings:
         print("note: transformers 5 warns that lm_head.weight differs from shared.weight, then loads this untied head "
               "as it is", file=sys.stderr)  # fmt: skip
 
 
-def import_(hf_dir: Path, out: Path, kind: str) -> None:
+def import_(hf_dir: Path, out: Path, kind: ModelKind) -> None:
     cfg, params = load_hf_directory(hf_dir, kind)
     save_params(out, params)
-    (out / "model_config.json").write_text(json.dumps({"kind": kind, **dataclasses.asdict(cfg)}, indent=2))
+    (out / "model_config.json").write_text(json.dumps({"kind": kind.name, **dataclasses.asdict(cfg)}, indent=2))
     layers = (
-        f"{cfg.num_encoder_layers}+{cfg.num_decoder_layers}" if kind == "encoder_decoder" else cfg.num_encoder_layers
+        f"{cfg.num_encoder_layers}+{cfg.num_decoder_layers}" if kind.hf_head == FULL_MODEL else cfg.num_encoder_layers
     )
-    print(f"imported {hf_dir} as {kind} ({layers} layers, d_model {cfg.d_model}) to {out / 'params'}")
+    print(f"imported {hf_dir} as {kind.name} ({layers} layers, d_model {cfg.d_model}) to {out / 'params'}")
 
 
 def main() -> int:
@@ -51,13 +52,13 @@ def main() -> int:
     import_cmd = commands.add_parser("import", help="Hugging Face directory -> t5x_tl parameters checkpoint")
     import_cmd.add_argument("--hf_dir", type=Path, required=True)
     import_cmd.add_argument("--out", type=Path, required=True)
-    import_cmd.add_argument("--kind", choices=HF_KINDS, default="encoder_decoder", help="encoder_only: the encoder")
+    import_cmd.add_argument("--kind", choices=hf_kinds(), default="encoder_decoder", help="encoder_only: the encoder")
     args = parser.parse_args()
     try:
         if args.command == "export":
             export(args.workdir, args.out, args.step)
         else:
-            import_(args.hf_dir, args.out, args.kind)
+            import_(args.hf_dir, args.out, model_kind(args.kind))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

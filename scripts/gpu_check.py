@@ -317,11 +317,10 @@ def _memory_limit(device: jax.Device) -> int | None:
 def check_parity(plan: Plan, cpu: jax.Device, accelerator: jax.Device, report: Report, budget: Budget) -> None:
     """Loss, logits and gradients of one T5 v1.1 on the CPU and on ``accelerator``, float32 and bfloat16."""
     from t5x_tl.models.attention import resolve_attention_impl
-    from t5x_tl.models.kinds import build_model
+    from t5x_tl.models.kinds import ENCODER_DECODER
     from t5x_tl.models.sizes import padded_vocab_size, t5_config
     from t5x_tl.train.losses import token_losses
     from t5x_tl.train.state import abstract_model
-    from t5x_tl.train.step import PREDICTIONS
 
     name = "parity"
     inputs, targets = plan.parity_lengths
@@ -349,16 +348,16 @@ def check_parity(plan: Plan, cpu: jax.Device, accelerator: jax.Device, report: R
         impls = {"reference": "xla", "device": "auto"}
         configs = {side: replace(cfg, attention_impl=impl) for side, impl in impls.items()}
         graphdefs = {
-            side: abstract_model(functools.partial(build_model, "encoder_decoder", c))[0] for side, c in configs.items()
+            side: abstract_model(functools.partial(ENCODER_DECODER.build, c))[0] for side, c in configs.items()
         }
         if params_host is None:  # the same float32 parameters for both dtypes
             with jax.default_device(cpu):
-                model = build_model("encoder_decoder", cfg, nnx.Rngs(params=jax.random.key(0)))
+                model = ENCODER_DECODER.build(cfg, nnx.Rngs(params=jax.random.key(0)))
                 params_host = jax.device_get(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
             del model
 
         def loss_fn(params, batch, graphdef):
-            logits, tgt, w, segments = PREDICTIONS["encoder_decoder"](nnx.merge(graphdef, params), batch, None)
+            logits, tgt, w, segments = ENCODER_DECODER.predict(nnx.merge(graphdef, params), batch, None)
             sums = token_losses(logits, tgt, w, 1e-4, segments)
             return (sums["cross_entropy_sum"] + sums["z_loss_sum"]) / jnp.maximum(sums["weight_sum"], 1.0), logits
 
@@ -596,7 +595,7 @@ def build_train_step(job: MfuJob, plan: Plan, device: jax.Device) -> TrainStepBu
     """``t5x_tl.train.loop.train``'s optimizer, state shardings, initialisation and jitted step for the main job's
     config at ``job``'s size, bfloat16 activations and float32 parameters, on a one-device data-parallel mesh."""
     from t5x_tl.config import load_config_file, model_config, validate
-    from t5x_tl.models.kinds import build_model
+    from t5x_tl.models.kinds import model_kind
     from t5x_tl.platform import compiler_options
     from t5x_tl.train import partitioning
     from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer
@@ -612,8 +611,8 @@ def build_train_step(job: MfuJob, plan: Plan, device: jax.Device) -> TrainStepBu
     cfg.partitioning.preset = "data_parallel"
     validate(cfg)
     model_cfg = model_config(cfg, plan.mfu_vocab)
-    kind = cfg.model.kind
-    factory = lambda rngs: build_model(kind, model_cfg, rngs)
+    kind = model_kind(cfg.model.kind)
+    factory = lambda rngs: kind.build(model_cfg, rngs)
     p = cfg.partitioning
     mesh = partitioning.make_mesh(p.data, p.model, fsdp=p.fsdp, replica=p.replica, devices=[device])
     rules = partitioning.resolve_rules(p.preset, p.rules)

@@ -26,7 +26,7 @@ from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.prompts import Template
 from t5x_tl.eval.scoring import Scorer
 from t5x_tl.models.hf_convert import load_hf_directory
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.train.state import abstract_model
 
 
@@ -36,7 +36,7 @@ def _model(args: argparse.Namespace) -> nnx.Module:
     if args.workdir is not None:
         return load_model(args.workdir, args.step)[1]
     cfg, params = load_hf_directory(args.hf_dir)
-    graphdef, _ = abstract_model(lambda rngs: build_model("encoder_decoder", cfg, rngs))
+    graphdef, _ = abstract_model(lambda rngs: ENCODER_DECODER.build(cfg, rngs))
     return nnx.merge(graphdef, params)
 
 

@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.platform import compiler_options
 from t5x_tl.train.state import TrainState
@@ -110,7 +110,7 @@ def on_device(batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
 def train_state_and_step(cfg: T5Config, memory: MemoryConfig | None = None) -> tuple[TrainState, Callable]:
     """A fresh AdamW (learning rate 1e-4) train state and the jitted, state-donating t5x_tl training step of
     ``cfg``'s encoder-decoder; with ``memory``, of the Recurrent Memory Transformer over it."""
-    model = build_model("encoder_decoder", cfg, nnx.Rngs(0), memory)
+    model = ENCODER_DECODER.build(cfg, nnx.Rngs(0), memory)
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
     optimizer = optax.adamw(1e-4)

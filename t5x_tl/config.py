@@ -18,14 +18,15 @@ from t5x_tl.data.curriculum.strategies import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.attention import ATTENTION_IMPLS
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import MODEL_KINDS
+from t5x_tl.models.kinds import MODEL_KINDS, model_kind
 from t5x_tl.models.segments import ALIGNMENTS, MemoryConfig
+from t5x_tl.models.sharding import RULE_PRESETS
 from t5x_tl.models.sizes import T5_1_1_SIZES, padded_vocab_size, t5_config
 from t5x_tl.models.stack import REMAT_POLICIES
-from t5x_tl.train.optimizers import OPTIMIZERS, SCHEDULES
-from t5x_tl.train.partitioning import RULE_PRESETS
 
 HOST_SHARDINGS = ("auto", "source", "examples")  # see data.host_sharding below
+OPTIMIZERS = ("adafactor", "adamw")  # t5x_tl.train.optimizers builds them
+SCHEDULES = ("rsqrt", "constant", "warmup_cosine")
 
 DEFAULT_RULES = RULE_PRESETS["tensor_parallel"]  # with model=1 (the default mesh), plain data parallelism
 
@@ -141,7 +142,7 @@ def base_config() -> ConfigDict:
             data=-1,
             fsdp=1,
             model=1,
-            preset="tensor_parallel",  # t5x_tl.train.partitioning.RULE_PRESETS
+            preset="tensor_parallel",  # t5x_tl.models.sharding.RULE_PRESETS
             rules=(),  # a custom (logical axis, mesh axis) table instead of the preset
         )
     )
@@ -197,7 +198,7 @@ def validate(cfg: ConfigDict) -> ConfigDict:
         raise UserError(f"unknown config keys {unknown}; the known keys are {sorted(schema)}")
     if missing:
         raise UserError(f"config is missing keys {missing}; start job configs from t5x_tl.config.base_config()")
-    _one_of(flat, "model.kind", MODEL_KINDS)
+    _one_of(flat, "model.kind", tuple(MODEL_KINDS))
     _one_of(flat, "model.size", T5_1_1_SIZES)
     _one_of(flat, "model.remat_policy", REMAT_POLICIES)
     _one_of(flat, "model.attention_impl", ATTENTION_IMPLS)
@@ -271,14 +272,14 @@ def memory_config(cfg: ConfigDict) -> MemoryConfig | None:
     rmt = cfg.model.rmt
     if not rmt.segment_size:
         return None
-    names = {"decoder_only": ("targets_length",), "prefix_lm": ("inputs_length", "targets_length")}
-    segmented = names.get(cfg.model.kind, ("inputs_length",))  # what the model kind feeds the backbone
+    kind = model_kind(cfg.model.kind)
+    segmented = kind.features.sequence_features()  # what the model kind feeds the backbone first
     try:
         memory = MemoryConfig(**rmt.to_dict())
-        memory.check(cfg.model.kind)
-        memory.num_segments(sum(cfg.data[name] for name in segmented))
+        kind.check_memory(memory)
+        memory.num_segments(sum(cfg.data[f"{name}_length"] for name in segmented))
     except ValueError as error:
-        where = " + ".join(f"config.data.{name}" for name in segmented)
+        where = " + ".join(f"config.data.{name}_length" for name in segmented)
         raise UserError(f"config.model.rmt: {error} (the segmented length is {where})") from error
     return memory
 

@@ -46,3 +46,24 @@ def pytest_configure(config) -> None:
     # Deprecations raised inside third-party libraries are theirs to fix; ours still show.
     for module in ("tensorflow", "tensorflow_datasets", "seqio", "orbax", "flax", "optax", "jax", "google", "absl"):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{module}.*")
+
+
+_USER_TASK_MODULE = """
+import seqio, tensorflow as tf
+from t5x_tl.data.tasks.builtin import register_span_corruption
+
+TEXTS = [f"document {i}: " + " ".join(f"word{j % 17}" for j in range(i, i + 300)) for i in range(40)]
+source = seqio.FunctionDataSource(
+    lambda split, shuffle_files, seed=None: tf.data.Dataset.from_tensor_slices({"text": TEXTS}),
+    splits=("train", "validation"),
+)
+register_span_corruption("user_bytes_span_corruption", source, seqio.ByteVocabulary(extra_ids=100))
+"""
+
+
+@pytest.fixture
+def user_tasks(tmp_path, monkeypatch) -> str:
+    """The name of an importable user module registering ``user_bytes_span_corruption`` (bytes, 40 documents)."""
+    (tmp_path / "user_tasks.py").write_text(_USER_TASK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "user_tasks"

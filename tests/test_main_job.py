@@ -177,19 +177,6 @@ def test_console_entry_point_runs_the_same_command(tmp_path):
     assert "config.optimizer.name='sgd' is invalid: choose one of ('adafactor', 'adamw')" in result.stderr
 
 
-USER_TASK_MODULE = """
-import seqio, tensorflow as tf
-from t5x_tl.data.tasks.builtin import register_span_corruption
-
-TEXTS = [f"document {i}: " + " ".join(f"word{j % 17}" for j in range(i, i + 300)) for i in range(40)]
-source = seqio.FunctionDataSource(
-    lambda split, shuffle_files, seed=None: tf.data.Dataset.from_tensor_slices({"text": TEXTS}),
-    splits=("train", "validation"),
-)
-register_span_corruption("user_bytes_span_corruption", source, seqio.ByteVocabulary(extra_ids=100))
-"""
-
-
 def _job_config(**data):
     from t5x_tl.config import base_config
 
@@ -199,24 +186,20 @@ def _job_config(**data):
     return cfg
 
 
-def test_a_user_task_from_a_user_module_trains(tmp_path, monkeypatch):
+def test_a_user_task_from_a_user_module_trains(tmp_path, user_tasks):
     from t5x_tl.train.loop import train
 
-    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=(user_tasks,), targets_length=16)
     result = train(cfg, tmp_path / "run")
     assert result.step == 2 and result.stopped_by is None
     assert 0.0 <= result.last_eval["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("unrolled_remat", [False, True])
-def test_a_prefix_lm_trains_on_a_user_task(tmp_path, monkeypatch, unrolled_remat):
+def test_a_prefix_lm_trains_on_a_user_task(tmp_path, user_tasks, unrolled_remat):
     from t5x_tl.train.loop import train
 
-    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=(user_tasks,), targets_length=16)
     cfg.model.kind = "prefix_lm"
     if unrolled_remat:
         cfg.model.update(scan_layers=False, remat_policy="full")
@@ -228,12 +211,10 @@ def test_a_prefix_lm_trains_on_a_user_task(tmp_path, monkeypatch, unrolled_remat
     assert metadata["model"]["kind"] == "prefix_lm"
 
 
-def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, monkeypatch):
+def test_model_kinds_that_do_not_fit_the_data_are_clear_errors(tmp_path, user_tasks):
     from t5x_tl.train.loop import train
 
-    (tmp_path / "user_tasks.py").write_text(USER_TASK_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = _job_config(task="user_bytes_span_corruption", task_modules=("user_tasks",), targets_length=16)
+    cfg = _job_config(task="user_bytes_span_corruption", task_modules=(user_tasks,), targets_length=16)
     cfg.model.kind = "decoder_only"
     with pytest.raises(UserError, match="cannot feed a decoder_only model"):
         train(cfg, tmp_path / "run")

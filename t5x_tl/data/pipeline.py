@@ -1,22 +1,8 @@
 """SeqIO task -> feature converter -> host-local numpy batches.
 
 This is the last stop of the data code: it knows tasks and lengths, never the mesh. Each host reads its own
-shard of the task; the training loop turns host batches into global arrays.
-
-The model kind picks SeqIO's feature converter and the task features it reads:
-
-=================  ============================  ============================================================
-model_kind         converter                     task features (length)
-=================  ============================  ============================================================
-encoder_decoder    ``EncDecFeatureConverter``    inputs (inputs_length), targets (targets_length)
-decoder_only       ``DecoderFeatureConverter``   targets (targets_length); inputs_length is unused
-prefix_lm          ``PrefixLMFeatureConverter``  inputs and targets, concatenated to inputs_length + targets_length;
-                                                 loss on the targets part only
-encoder_only       ``EncoderFeatureConverter``   inputs and targets aligned token for token (so both lengths must
-                   (corrupted-token loss)        be equal); loss on every corrupted position: the mask token
-                                                 ``<extra_id_0>`` and the random replacements of the
-                                                 BERT-style objective (where inputs differ from targets)
-=================  ============================  ============================================================
+shard of the task; the training loop turns host batches into global arrays. The model kind's feature layout
+(:mod:`t5x_tl.data.features`) picks SeqIO's feature converter and the task features it reads.
 """
 
 from __future__ import annotations
@@ -25,14 +11,14 @@ import dataclasses
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from t5x_tl.data.objectives.encoders import mask_token_id
+from t5x_tl.data.features import ENCODER_DECODER, FeatureLayout
 
 Batch = dict[str, np.ndarray]
 log = logging.getLogger("t5x_tl")
@@ -40,7 +26,7 @@ log = logging.getLogger("t5x_tl")
 
 @dataclasses.dataclass(frozen=True)
 class BatchSpec:
-    """What one host reads: task, split, lengths, batch size, position in the stream, and the model's kind."""
+    """What one host reads: task, split, lengths, batch size, position in the stream, and the model's layout."""
 
     task: str
     split: str
@@ -53,34 +39,25 @@ class BatchSpec:
     repeat: bool = True
     host_index: int = 0
     num_hosts: int = 1
-    model_kind: str = "encoder_decoder"
+    features: FeatureLayout = ENCODER_DECODER
     host_sharding: str = "examples"  # or "source" (see converted_dataset)
 
     def __post_init__(self) -> None:
         if self.host_sharding not in ("examples", "source"):
             raise ValueError(f"host_sharding={self.host_sharding!r} is unknown; choose 'examples' or 'source'")
-        if self.model_kind not in MODEL_KINDS:
-            raise ValueError(f"model_kind={self.model_kind!r} is unknown; choose one of {MODEL_KINDS}")
-        if self.model_kind == "encoder_only" and self.inputs_length != self.targets_length:
-            raise ValueError(
-                f"model_kind='encoder_only' aligns targets with inputs, so targets_length={self.targets_length} "
-                f"must equal inputs_length={self.inputs_length}"
-            )
+        self.features.check(self.inputs_length, self.targets_length)
 
     def tokens_per_example(self) -> int:
-        """Model positions per example (aligned encoder-only targets are not extra positions)."""
-        if self.model_kind == "decoder_only":
-            return self.targets_length
-        if self.model_kind == "encoder_only":
-            return self.inputs_length
-        return self.inputs_length + self.targets_length
+        """Model positions per example."""
+        return self.features.positions(self.inputs_length, self.targets_length)
 
     def stream_signature(self) -> dict:
         """What fixes the global stream: a checkpoint's position only continues a stream with an equal one.
 
         The host count is part of it only when hosts shard the source (their streams then depend on it).
         """
-        fields = dataclasses.asdict(self)
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields["model_kind"] = fields.pop("features").name  # the key checkpoints have always written
         fields["global_batch_size"] = fields.pop("batch_size") * self.num_hosts
         del fields["host_index"]
         if self.host_sharding != "source":
@@ -88,35 +65,8 @@ class BatchSpec:
         return fields
 
     def task_feature_lengths(self) -> dict[str, int]:
-        """The task features the model kind's converter reads, with their lengths."""
-        if self.model_kind == "decoder_only":
-            return {"targets": self.targets_length}
-        return {"inputs": self.inputs_length, "targets": self.targets_length}
-
-
-class CorruptedTokensEncoderFeatureConverter(seqio.EncoderFeatureConverter):
-    """SeqIO's encoder converter, with the loss on every corrupted position rather than only masked ones.
-
-    T5's BERT-style objective replaces 10% of its noise tokens by random tokens; BERT trains on those too,
-    and they are exactly the positions where the inputs differ from the targets.
-    """
-
-    def _convert_features(self, ds: tf.data.Dataset, input_lengths) -> tf.data.Dataset:
-        def weigh(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            inputs, targets = features["encoder_input_tokens"], features["encoder_target_tokens"]
-            corrupted = (tf.equal(inputs, self.mask_id) | tf.not_equal(inputs, targets)) & (targets > 0)
-            return {**features, "encoder_loss_weights": tf.cast(corrupted, features["encoder_loss_weights"].dtype)}
-
-        return super()._convert_features(ds, input_lengths).map(weigh, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-_CONVERTERS: dict[str, Callable[..., seqio.FeatureConverter]] = {
-    "encoder_decoder": seqio.EncDecFeatureConverter,
-    "decoder_only": seqio.DecoderFeatureConverter,
-    "prefix_lm": seqio.PrefixLMFeatureConverter,
-    "encoder_only": CorruptedTokensEncoderFeatureConverter,
-}
-MODEL_KINDS = tuple(_CONVERTERS)
+        """The task features the layout's converter reads, with their lengths."""
+        return self.features.task_feature_lengths(self.inputs_length, self.targets_length)
 
 
 def _stream_change(saved: dict, current: dict) -> str:
@@ -131,19 +81,6 @@ def _stream_change(saved: dict, current: dict) -> str:
         f"the checkpoint's input position belongs to another data stream ({changes}); {advice}start a fresh "
         "--workdir (config.checkpoint.init_from=<this workdir> keeps the trained weights)"
     )
-
-
-def feature_converter(spec: BatchSpec) -> seqio.FeatureConverter:
-    """The converter of ``spec.model_kind``, without SeqIO's per-example length asserts.
-
-    Those asserts cannot fire here: ``seqio.get_dataset`` trims every task feature to its length, and padding
-    or packing makes every model feature exactly its length (SeqIO still checks features, dtypes and ranks once,
-    when the dataset is built). Dropping them cuts the CPU per span-corruption example by roughly a sixth.
-    """
-    kwargs = {}
-    if spec.model_kind == "encoder_only":
-        kwargs["mask_id"] = mask_token_id(seqio.get_mixture_or_task(spec.task).output_features["inputs"].vocabulary)
-    return _CONVERTERS[spec.model_kind](pack=spec.pack, apply_length_check=False, **kwargs)
 
 
 def _input_options() -> tf.data.Options:
@@ -162,7 +99,7 @@ def hide_accelerators_from_tensorflow() -> None:
 
 
 def converted_dataset(spec: BatchSpec) -> tf.data.Dataset:
-    """This host's unbatched model features of the converter of ``spec.model_kind`` (packed when ``spec.pack``).
+    """This host's unbatched model features of ``spec.features``'s converter (packed when ``spec.pack``).
 
     ``host_sharding="examples"``: every host builds the same global stream (shuffled, converted and packed
     with the same seed) and keeps rows ``host_index, host_index + num_hosts, ...``, so the global batches are
@@ -178,13 +115,13 @@ def converted_dataset(spec: BatchSpec) -> tf.data.Dataset:
         num_epochs=None if spec.repeat else 1,
         seed=spec.seed,
         shard_info=seqio.ShardInfo(index=spec.host_index, num_shards=spec.num_hosts) if by_source else None,
-        feature_converter=feature_converter(spec),
+        feature_converter=spec.features.converter_for(spec.task, spec.pack),
     )
     return dataset if by_source or spec.num_hosts == 1 else dataset.shard(spec.num_hosts, spec.host_index)
 
 
 def batched_dataset(spec: BatchSpec) -> tf.data.Dataset:
-    """Batched model features of the converter of ``spec.model_kind`` (packed when ``spec.pack``)."""
+    """Batched model features of ``spec.features``'s converter (packed when ``spec.pack``)."""
     return converted_dataset(spec).batch(spec.batch_size, drop_remainder=spec.repeat).with_options(_input_options())
 
 

@@ -27,6 +27,6 @@ def evaluate_checkpoint(cfg: ConfigDict, workdir: str | Path, split: str = "test
     if recorded_signature(saved) != job.model.signature():
         raise UserError(f"{workdir} holds a checkpoint of another model shape {recorded_signature(saved)}")
     batches = validation_batches(job.spec, None, job.data_sharding, split=split)
-    eval_step = jax.jit(make_eval_step(abstract_model(job.model.build)[0], cfg.train.z_loss, cfg.model.kind))
+    eval_step = jax.jit(make_eval_step(abstract_model(job.model.build)[0], cfg.train.z_loss, job.model.kind))
     with jax.set_mesh(job.mesh):
         return evaluate(eval_step, params, batches)

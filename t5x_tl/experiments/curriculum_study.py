@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,8 +27,9 @@ from t5x_tl.data.curriculum.strategies import STRATEGIES, Level
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_eval import evaluate_checkpoint
 from t5x_tl.experiments.charts import chart
-from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
-from t5x_tl.train.loop import train
+from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, write_results
+from t5x_tl.experiments.study_runs import run_or_reuse
+from t5x_tl.train.loop import TrainResult
 
 log = logging.getLogger("t5x_tl")
 _LENGTH_SAMPLES = 5000  # train examples read to size the features, besides the whole evaluation sets
@@ -84,19 +85,10 @@ def run_config(study: ConfigDict, run: Run) -> ConfigDict:
     return cfg
 
 
-def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
-    workdir = run.directory(study_dir, study.family)
-    done = workdir / "result.json"
-    if (finished := read_result(done)) is not None:
-        return finished
-    cfg = run_config(study, run)
-    start = time.perf_counter()
-    trained = train(cfg, workdir)
-    if trained.stopped_by is not None:
-        raise KeyboardInterrupt  # the run saved a checkpoint; the study resumes from it when rerun
-    seconds = time.perf_counter() - start
+def _score(cfg: ConfigDict, run: Run, workdir: Path, trained: TrainResult, seconds: float) -> dict:
+    """The run's teacher-forced accuracy on the target level's test split, and where its curriculum went."""
     test = evaluate_checkpoint(cfg, workdir, split="test")
-    result = {
+    return {
         "target": [run.target.length, run.target.nesting],
         "strategy": run.strategy,
         "seed": run.seed,
@@ -107,8 +99,11 @@ def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
         "seconds": seconds,
         "curriculum": trained.data_state["curriculum"],
     }
-    write_json(done, result)
-    return result
+
+
+def _run(study: ConfigDict, run: Run, study_dir: Path) -> dict:
+    workdir, cfg = run.directory(study_dir, study.family), run_config(study, run)
+    return run_or_reuse(workdir, cfg, functools.partial(_score, cfg, run, workdir))
 
 
 def summarise(results: Sequence[dict]) -> list[dict]:

@@ -24,8 +24,8 @@ from t5x_tl.eval import nshot
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.scoring import Scorer
 from t5x_tl.experiments.charts import chart
-from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
-from t5x_tl.train.loop import train
+from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, write_results
+from t5x_tl.experiments.study_runs import run_or_reuse
 
 log = logging.getLogger("t5x_tl")
 RANKING = "accuracy_total"
@@ -63,21 +63,9 @@ def evaluate_run(study: ConfigDict, workdir: Path) -> dict:
 
 def _run_seed(study: ConfigDict, study_dir: Path, seed: int) -> dict:
     workdir = study_dir / "runs" / f"seed{seed}"
-    done = read_result(workdir / "result.json")
-    if done is not None:
-        return done
     cfg = copy.deepcopy(study.train)
     cfg.seed = seed
-    if train(cfg, workdir).stopped_by is not None:
-        raise KeyboardInterrupt("stopped; rerun to continue")
-    result = {"seed": seed, "scores": evaluate_run(study, workdir)}
-    write_json(workdir / "result.json", result)
-    return _as_saved(result)
-
-
-def _as_saved(result: dict) -> dict:
-    """The result as a reader of result.json sees it (K keys become strings), so fresh and reused runs agree."""
-    return {**result, "scores": {t: {str(k): v for k, v in by_k.items()} for t, by_k in result["scores"].items()}}
+    return run_or_reuse(workdir, cfg, lambda trained, seconds: {"seed": seed, "scores": evaluate_run(study, workdir)})
 
 
 def summarise(study: ConfigDict, runs: list[dict]) -> list[dict]:

@@ -11,43 +11,37 @@ Methods, each trained for the same number of steps with the same number of low-r
 - ``soft_l2`` / ``soft_kl``: one model per task, coupled by an L2 penalty between their parameters, or a KL
   penalty between their output distributions.
 
-Each is scored on the low-resource task's validation split by its metric (greedy decoding). Runs live in
-``<study_dir>/runs/<method>/seed<k>``: finished runs are reused, training-loop runs resume from their checkpoint
-(the paired ones, a couple of minutes each, restart).
+Each is scored on the low-resource task's validation split by its metric (greedy decoding). Every method,
+the paired ones too, is a run of the training loop in ``<study_dir>/runs/<method>/seed<k>``: finished runs are
+reused, a stopped or killed one resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
-import time
 from pathlib import Path
 
-import jax
 import seqio
 from flax import nnx
 from ml_collections import ConfigDict
-from tqdm import tqdm
 
-from t5x_tl.config import model_config
 from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus.documents import CorpusSpec
 from t5x_tl.data.downstream.transfer import register_transfer_tasks
 from t5x_tl.data.mixtures import register_mixture
-from t5x_tl.data.pipeline import BatchSpec, TaskBatches
 from t5x_tl.data.tasks.builtin import BuiltinData
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
 from t5x_tl.experiments.charts import chart
-from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
-from t5x_tl.models.kinds import build_model
-from t5x_tl.train.loop import train
-from t5x_tl.train.optimizers import make_optimizer
-from t5x_tl.train.task_pair import Coupling, task_params, train_pair
+from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, write_results
+from t5x_tl.experiments.study_runs import run_or_reuse
+from t5x_tl.train.loop import TrainResult
+from t5x_tl.train.pair_trainee import TaskPair, task_model
+from t5x_tl.train.task_pair import Coupling
+from t5x_tl.train.trainee import ONE_MODEL
 
-log = logging.getLogger("t5x_tl")
 LOOP_METHODS = ("single_task", "hard_sharing", "hard_then_finetune")
 PAIR_METHODS = ("shared_encoder", "soft_l2", "soft_kl")
 METHODS = LOOP_METHODS + PAIR_METHODS
@@ -67,6 +61,8 @@ def check_study(study: ConfigDict) -> None:
         raise UserError(f"config.methods={tuple(study.methods)} is invalid: choose from {METHODS}")
     if "single_task" not in study.methods:
         raise UserError("config.methods must include 'single_task': every method is compared with it")
+    if "hard_then_finetune" in study.methods and "hard_sharing" not in study.methods:
+        raise UserError("config.methods has hard_then_finetune without hard_sharing, the run it fine-tunes")
     if not study.seeds:
         raise UserError("config.seeds must name at least one seed")
     for key in ("low_resource_examples", "high_resource_examples", "eval_examples", "finetune_steps"):
@@ -100,8 +96,9 @@ def _builtin_data(cfg: ConfigDict) -> BuiltinData:
     )
 
 
-def loop_config(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_dir: Path) -> ConfigDict:
-    """The training-loop job of ``method``: per step, ``train.data.batch_size`` low-resource examples."""
+def run_config(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_dir: Path) -> ConfigDict:
+    """The training job of ``method``: per step, ``train.data.batch_size`` low-resource examples (a pair also
+    reads as many of the high-resource task)."""
     cfg = copy.deepcopy(study.train)
     cfg.seed = seed
     cfg.data.task = tasks.low
@@ -135,62 +132,19 @@ def _score(study: ConfigDict, tasks: Tasks, model: nnx.Module) -> dict[str, floa
     return scored.metrics
 
 
-def _train_in_loop(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_dir: Path) -> nnx.Module:
-    workdir = study_dir / "runs" / method / f"seed{seed}"
-    trained = train(loop_config(study, tasks, method, seed, study_dir), workdir)
-    if trained.stopped_by is not None:
-        raise KeyboardInterrupt(f"stopped by {trained.stopped_by}")
-    return load_model(workdir)[1]
-
-
-def _train_pair(study: ConfigDict, tasks: Tasks, method: str, seed: int) -> nnx.Module:
-    cfg = study.train
-    vocabulary = seqio.get_mixture_or_task(tasks.low).output_features["targets"].vocabulary
-    model_cfg = model_config(cfg, vocabulary.vocab_size)
-    specs = [
-        BatchSpec(task, "train", cfg.data.inputs_length, cfg.data.targets_length, cfg.data.batch_size, seed,
-                  pack=cfg.data.pack)
-        for task in (tasks.low, tasks.high)
-    ]  # fmt: skip
-    bar = tqdm(total=cfg.train.steps, desc=f"{method} seed {seed}", unit="step")
-
-    def on_step(step: int, metrics: dict) -> None:
-        bar.update()
-        if step % cfg.train.log_every == 0:
-            bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", penalty=f"{float(metrics['penalty']):.4g}")
-
-    graphdef, pair = train_pair(
-        lambda rngs: build_model("encoder_decoder", model_cfg, rngs),
-        make_optimizer(cfg.optimizer, cfg.train.steps),
-        coupling(study, method),
-        (TaskBatches(specs[0]), TaskBatches(specs[1])),
-        cfg.train.steps,
-        seed=seed,
-        z_loss=cfg.train.z_loss,
-        on_step=on_step,
-    )
-    bar.close()
-    return nnx.merge(graphdef, jax.device_get(task_params(pair, 0)))
-
-
 def run_method(study: ConfigDict, tasks: Tasks, method: str, seed: int, study_dir: Path) -> dict:
-    """Trains (or reuses) one method at one seed and scores it on the low-resource task."""
+    """Trains (or reuses, or resumes) one method at one seed and scores it on the low-resource task."""
     workdir = study_dir / "runs" / method / f"seed{seed}"
-    if (done := read_result(workdir / "result.json")) is not None:
-        return done
-    if method == "hard_then_finetune" and "hard_sharing" not in study.methods:
-        raise UserError("config.methods has hard_then_finetune without hard_sharing, the run it fine-tunes")
-    log.info("multi-task study: %s, seed %d", method, seed)
-    start = time.perf_counter()
+    cfg = run_config(study, tasks, method, seed, study_dir)
     if method in LOOP_METHODS:
-        model = _train_in_loop(study, tasks, method, seed, study_dir)
+        trainee, trained_model = ONE_MODEL, lambda: load_model(workdir)[1]
     else:
-        workdir.mkdir(parents=True, exist_ok=True)
-        model = _train_pair(study, tasks, method, seed)
-    metrics = _score(study, tasks, model)
-    result = {"method": method, "seed": seed, "metrics": metrics, "seconds": time.perf_counter() - start}
-    write_json(workdir / "result.json", result)
-    return result
+        trainee, trained_model = TaskPair(coupling(study, method), tasks.high), lambda: task_model(workdir)
+
+    def score(trained: TrainResult, seconds: float) -> dict:
+        return {"method": method, "seed": seed, "metrics": _score(study, tasks, trained_model()), "seconds": seconds}
+
+    return run_or_reuse(workdir, cfg, score, trainee)
 
 
 def summarise(study: ConfigDict, runs: list[dict]) -> list[dict]:

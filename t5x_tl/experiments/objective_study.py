@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import logging
+import functools
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,9 +36,10 @@ from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.evaluator import evaluate
 from t5x_tl.experiments import objective_tables
 from t5x_tl.experiments.objective_tables import NO_PRETRAINING
-from t5x_tl.experiments.study_files import claim_study_dir, read_result, write_json, write_jsonl, write_results
+from t5x_tl.experiments.study_files import claim_study_dir, read_result, write_jsonl, write_results
+from t5x_tl.experiments.study_runs import RESULT, RunStopped, run_or_reuse
+from t5x_tl.train.loop import TrainResult
 
-log = logging.getLogger("t5x_tl")
 COMPILATION_CACHE = "compilation_cache"
 PREDICTIONS = "predictions.jsonl"  # each fine-tune's scored examples: inputs, target, greedy prediction
 
@@ -160,14 +161,7 @@ def finetune_config(study: ConfigDict, job: Job, study_dir: Path) -> ConfigDict:
     return cfg
 
 
-def _pretrain(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
-    from t5x_tl.train.loop import train
-
-    cfg = pretrain_config(study, job.objective, job.seed)
-    start = time.perf_counter()
-    trained = train(cfg, job.directory(study_dir))
-    if trained.stopped_by is not None:
-        return None
+def _pretraining_result(cfg: ConfigDict, job: Job, trained: TrainResult, seconds: float) -> dict:
     return {
         "objective": job.objective,
         "seed": job.seed,
@@ -176,19 +170,13 @@ def _pretrain(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
         "targets_length": cfg.data.targets_length,
         "validation_loss": trained.last_eval["loss"],
         "validation_accuracy": trained.last_eval["accuracy"],
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
     }
 
 
-def _finetune(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
-    from t5x_tl.train.loop import train
-
-    cfg = finetune_config(study, job, study_dir)
+def _finetune_result(study: ConfigDict, job: Job, study_dir: Path, trained: TrainResult, seconds: float) -> dict:
+    """The fine-tune's score on ``study.eval_split``, its decoded examples kept beside its checkpoints."""
     start = time.perf_counter()
-    trained = train(cfg, job.directory(study_dir))
-    if trained.stopped_by is not None:
-        return None
-    seconds = time.perf_counter() - start
     _, model = load_model(job.directory(study_dir))
     task = study.tasks[job.task]
     scored = evaluate(
@@ -210,20 +198,19 @@ def _finetune(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
         "examples": len(scored.examples),
         "steps": trained.step,
         "seconds": seconds,
-        "eval_seconds": time.perf_counter() - start - seconds,
+        "eval_seconds": time.perf_counter() - start,
     }
 
 
-def run_job(study: ConfigDict, job: Job, study_dir: Path) -> dict | None:
-    """Runs (or reuses, or resumes) one job; None when a signal stopped it (its checkpoint is saved)."""
-    done = job.directory(study_dir) / "result.json"
-    if (finished := read_result(done)) is not None:
-        return finished
-    log.info("objective study: %s", job)
-    result = (_pretrain if job.task is None else _finetune)(study, job, study_dir)
-    if result is not None:
-        write_json(done, result)
-    return result
+def run_job(study: ConfigDict, job: Job, study_dir: Path) -> dict:
+    """Runs (or reuses, or resumes) one job; RunStopped when a signal stops it (its checkpoint is saved)."""
+    if job.task is None:
+        cfg = pretrain_config(study, job.objective, job.seed)
+        score = functools.partial(_pretraining_result, cfg, job)
+    else:
+        cfg = finetune_config(study, job, study_dir)
+        score = functools.partial(_finetune_result, study, job, study_dir)
+    return run_or_reuse(job.directory(study_dir), cfg, score)
 
 
 def jobs(study: ConfigDict) -> list[Job]:
@@ -265,12 +252,13 @@ def _worker_start(cache: Path) -> None:
 
 def _run_in_processes(
     study: ConfigDict, todo: Sequence[Job], study_dir: Path, finished: Callable[[dict], None]
-) -> bool:
-    """Runs ``todo`` on ``study.workers`` processes, a fine-tune once its pretraining is done; False if stopped."""
+) -> None:
+    """Runs ``todo`` on ``study.workers`` processes, a fine-tune once its pretraining is done. A stopped job
+    stops the submitting; the running ones finish or save, then its RunStopped is raised."""
     waiting = list(todo)
     done = {job for job in jobs(study) if job not in waiting}  # finished before this call
     running: dict[futures.Future, Job] = {}
-    stopped = False
+    stopped: RunStopped | None = None
     spawn, cache = get_context("spawn"), (study_dir / COMPILATION_CACHE,)
     with futures.ProcessPoolExecutor(study.workers, spawn, initializer=_worker_start, initargs=cache) as pool:
         try:
@@ -284,25 +272,22 @@ def _run_in_processes(
                     break
                 ready, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
                 for future in ready:
-                    job, result = running.pop(future), future.result()
-                    if result is None:
-                        stopped = True
-                    else:
+                    job = running.pop(future)
+                    try:
+                        finished(future.result())
                         done.add(job)
-                        finished(result)
+                    except RunStopped as stop:
+                        stopped = stopped or stop
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # running jobs save their checkpoints first
-            return False
-    return not stopped
+            raise
+    if stopped:
+        raise stopped
 
 
-def _run(study: ConfigDict, todo: Iterable[Job], study_dir: Path, finished: Callable[[dict], None]) -> bool:
+def _run(study: ConfigDict, todo: Iterable[Job], study_dir: Path, finished: Callable[[dict], None]) -> None:
     for job in todo:
-        result = run_job(study, job, study_dir)
-        if result is None:
-            return False
-        finished(result)
-    return True
+        finished(run_job(study, job, study_dir))
 
 
 def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:
@@ -311,20 +296,16 @@ def run_study(study: ConfigDict, study_dir: str | Path) -> list[dict]:
     check_study(study)
     claim_study_dir(study, study_dir)
     every = jobs(study)
-    results = [r for job in every if (r := read_result(job.directory(study_dir) / "result.json")) is not None]
-    todo = [job for job in every if not (job.directory(study_dir) / "result.json").exists()]
+    results = [r for job in every if (r := read_result(job.directory(study_dir) / RESULT)) is not None]
+    todo = [job for job in every if not (job.directory(study_dir) / RESULT).exists()]
     bar = tqdm(total=len(every), initial=len(every) - len(todo), desc="objective study", unit="run")
 
     def finished(result: dict) -> None:
         results.append(result)
         bar.update(1)
 
-    with compilation_cache(study_dir / COMPILATION_CACHE):
-        run = _run_in_processes if study.workers > 1 else _run
-        complete = run(study, todo, study_dir, finished)
-    bar.close()
-    if not complete:
-        raise KeyboardInterrupt  # every run saved a checkpoint; rerunning the command continues the study
+    with compilation_cache(study_dir / COMPILATION_CACHE), contextlib.closing(bar):
+        (_run_in_processes if study.workers > 1 else _run)(study, todo, study_dir, finished)
     rows = objective_tables.summarise(study, results)
     write_results(study_dir, results, rows, objective_tables.markdown(study, rows, results))
     objective_tables.plot(rows, study_dir / "objective_study.png")

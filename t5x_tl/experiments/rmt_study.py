@@ -37,9 +37,9 @@ from t5x_tl.data.memory import tasks as memory_tasks
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.experiments.charts import chart
-from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, read_result, write_json, write_results
+from t5x_tl.experiments.study_files import claim_study_dir, mean_and_std, write_results
+from t5x_tl.experiments.study_runs import run_or_reuse
 from t5x_tl.models.rmt import RecurrentMemory
-from t5x_tl.train.loop import train
 
 log = logging.getLogger("t5x_tl")
 ANSWER_TASKS = ("memorize", "detect", "reasoning", "retrieval", "long_document")  # one-token answers
@@ -156,14 +156,9 @@ def evaluate_run(study: ConfigDict, task: str, variant: str, workdir: Path) -> d
 
 def _run(study: ConfigDict, study_dir: Path, task: str, variant: str, seed: int) -> dict:
     workdir = study_dir / "runs" / task / variant / f"seed{seed}"
-    done = read_result(workdir / "result.json")
-    if done is not None:
-        return done
-    if train(job_config(study, task, variant, seed), workdir).stopped_by is not None:
-        raise KeyboardInterrupt("stopped; rerun to continue")
-    result = {"task": task, "variant": variant, "seed": seed, **evaluate_run(study, task, variant, workdir)}
-    write_json(workdir / "result.json", result)
-    return result
+    identity = {"task": task, "variant": variant, "seed": seed}
+    score = lambda trained, seconds: {**identity, **evaluate_run(study, task, variant, workdir)}
+    return run_or_reuse(workdir, job_config(study, task, variant, seed), score)
 
 
 METRICS = ("accuracy", "accuracy_2n", "accuracy_reset", "swap_follows_donor", "swap_keeps_own")

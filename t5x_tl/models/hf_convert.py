@@ -20,7 +20,7 @@ from flax import nnx
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import ENCODER_DECODER, MODEL_KINDS, ModelKind
 from t5x_tl.models.layers import ACTIVATIONS, parse_feed_forward
 
 Path_ = tuple[str | int, ...]
@@ -40,7 +40,18 @@ log = logging.getLogger("t5x_tl")
 
 
 Row = tuple[Path_, int | None, str, str]  # our path, layer index in the stacked array (or None), HF name, layout
-HF_KINDS = ("encoder_decoder", "encoder_only")  # Hugging Face has no T5-family decoder-only model
+FULL_MODEL = "ForConditionalGeneration"  # a kind's ``hf_head``: the whole T5; any other is T5's encoder
+
+
+def hf_kinds() -> tuple[str, ...]:
+    """The registered kinds that have a Hugging Face twin (it has no T5-family decoder-only model)."""
+    return tuple(name for name, kind in MODEL_KINDS.items() if kind.hf_head)
+
+
+def _has_decoder(kind: ModelKind) -> bool:
+    if not kind.hf_head:
+        raise UserError(f"Hugging Face has no T5-family {kind.name} model; t5x_tl converts {hf_kinds()}")
+    return kind.hf_head == FULL_MODEL
 
 
 def _attention_rows(ours: Path_, hf: str) -> list[tuple[Path_, str, str]]:
@@ -88,16 +99,14 @@ def _stack_rows(cfg: T5Config, stack: str, num_layers: int, layer_rows: list[tup
     return rows
 
 
-def name_table(cfg: T5Config, kind: str = "encoder_decoder") -> list[Row]:
+def name_table(cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> list[Row]:
     """Every parameter of a ``kind`` model: our path, layer index, its Hugging Face name, and the layouts' difference.
 
     An encoder-only model is the encoder of a T5 checkpoint (``T5EncoderModel``), without an output layer.
     """
-    if kind not in HF_KINDS:
-        raise UserError(f"Hugging Face has no T5-family {kind} model; t5x_tl converts {HF_KINDS}")
     rows: list[Row] = [(("token_embed", "embedding"), None, "shared.weight", "copy")]
     rows += _stack_rows(cfg, "encoder", cfg.num_encoder_layers, _encoder_layer_rows(cfg))
-    if kind == "encoder_decoder":
+    if _has_decoder(kind):
         rows += _stack_rows(cfg, "decoder", cfg.num_decoder_layers, _decoder_layer_rows(cfg))
         if not cfg.tie_word_embeddings:
             rows.append((("lm_head",), None, "lm_head.weight", "dense"))
@@ -142,9 +151,9 @@ def _get(tree: Mapping, path: Path_) -> Any:
     return tree
 
 
-def _parameter_shapes(cfg: T5Config, kind: str) -> dict:
-    options = {"token_head": False} if kind == "encoder_only" else {}
-    model = nnx.eval_shape(lambda: build_model(kind, cfg, nnx.Rngs(0), **options))
+def _parameter_shapes(cfg: T5Config, kind: ModelKind) -> dict:
+    options = {} if _has_decoder(kind) else {"token_head": False}
+    model = nnx.eval_shape(lambda: kind.build(cfg, nnx.Rngs(0), **options))
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
@@ -154,15 +163,16 @@ def _distinct_head(hf: Mapping[str, np.ndarray]) -> bool:
     return head is not None and shared is not None and not np.array_equal(head, shared)
 
 
-def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "encoder_decoder") -> dict:
+def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict:
     """A pure parameter dict for a ``kind`` model; raises listing every missing, extra or misshaped tensor.
 
-    Shapes are checked in Hugging Face's layout, before any reshape. For ``kind="encoder_only"`` the decoder and
-    output tensors of a full T5 checkpoint are skipped (logged).
+    Shapes are checked in Hugging Face's layout, before any reshape. For a kind without a decoder (encoder-only)
+    the decoder and output tensors of a full T5 checkpoint are skipped (logged).
     """
     table = name_table(cfg, kind)
+    decoder = _has_decoder(kind)
     problems: list[str] = []
-    if kind == "encoder_decoder" and "shared.weight" in hf:
+    if decoder and "shared.weight" in hf:
         if not cfg.tie_word_embeddings and "lm_head.weight" not in hf:
             # transformers 5 ties lm_head to shared in every model it builds, and save_pretrained then writes no
             # lm_head.weight: from_pretrained reads the head from shared.weight, and so does this import.
@@ -174,9 +184,9 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "enc
             )
     expected = {hf_name for _, _, hf_name, _ in table}
     ignorable = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", *HF_IGNORED}  # shared.weight's aliases
-    if cfg.tie_word_embeddings or kind == "encoder_only":
+    if cfg.tie_word_embeddings or not decoder:
         ignorable.add("lm_head.weight")
-    if kind == "encoder_only":
+    if not decoder:
         skipped = sorted(name for name in hf if name.startswith("decoder.") or name == "lm_head.weight")
         ignorable.update(skipped)
         if skipped:
@@ -205,7 +215,7 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: str = "enc
     return params
 
 
-def params_to_hf(params: Mapping, cfg: T5Config, kind: str = "encoder_decoder") -> dict[str, np.ndarray]:
+def params_to_hf(params: Mapping, cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict[str, np.ndarray]:
     """Flat Hugging Face state dict (numpy) for our parameters."""
     out = {}
     for path, index, hf_name, layout in name_table(cfg, kind):
@@ -290,12 +300,12 @@ def _scales_outputs(hf: Mapping[str, Any], model_type: str) -> bool:
     return hf.get("tie_word_embeddings") is not False
 
 
-def config_to_hf(cfg: T5Config, kind: str = "encoder_decoder") -> dict[str, Any]:
+def config_to_hf(cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict[str, Any]:
     """A ``config.json`` dict that transformers loads as the same architecture."""
     family = "UMT5" if cfg.per_layer_relative_bias else "T5"
-    head = "ForConditionalGeneration" if kind == "encoder_decoder" else "EncoderModel"
+    _has_decoder(kind)  # refuses a kind without a Hugging Face twin
     return {
-        "architectures": [family + head],
+        "architectures": [family + kind.hf_head],
         "model_type": "umt5" if cfg.per_layer_relative_bias else "t5",
         "vocab_size": cfg.vocab_size,
         "d_model": cfg.d_model,
@@ -317,7 +327,7 @@ def config_to_hf(cfg: T5Config, kind: str = "encoder_decoder") -> dict[str, Any]
     }
 
 
-def load_hf_directory(directory: Path, kind: str = "encoder_decoder") -> tuple[T5Config, dict]:
+def load_hf_directory(directory: Path, kind: ModelKind = ENCODER_DECODER) -> tuple[T5Config, dict]:
     """Reads ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) into our config and params."""
     config_path = directory / "config.json"
     if not config_path.is_file():
@@ -333,7 +343,7 @@ def load_hf_directory(directory: Path, kind: str = "encoder_decoder") -> tuple[T
     except UserError as error:
         raise UserError(f"{config_path}: {error}") from None
     tensors = _read_tensors(directory)
-    if kind == "encoder_decoder" and cfg.tie_word_embeddings and _distinct_head(tensors):
+    if _has_decoder(kind) and cfg.tie_word_embeddings and _distinct_head(tensors):
         # transformers keeps a distinct lm_head.weight and still scales the decoder output: that is an untied head
         # with the scale folded in.
         cfg = dataclasses.replace(cfg, tie_word_embeddings=False)
@@ -375,7 +385,7 @@ def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
     raise UserError(f"{directory} has neither *.safetensors nor pytorch_model.bin weights")
 
 
-def save_hf_directory(directory: Path, cfg: T5Config, params: Mapping, kind: str = "encoder_decoder") -> None:
+def save_hf_directory(directory: Path, cfg: T5Config, params: Mapping, kind: ModelKind = ENCODER_DECODER) -> None:
     """Writes ``config.json`` and ``model.safetensors`` that ``from_pretrained`` loads."""
     from safetensors.numpy import save_file
 

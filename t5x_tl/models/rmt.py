@@ -21,7 +21,7 @@ Packed inputs are not supported: a row is one long example.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +35,6 @@ from t5x_tl.models.layers import logical_param
 from t5x_tl.models.segments import EOS_ID, MemoryConfig, Segments, merge, split
 from t5x_tl.models.sharding import BLD, constrain
 from t5x_tl.models.t5 import EncodingModel, dropout_key
-
-RMT_KINDS = ("encoder_decoder", "decoder_only", "prefix_lm", "encoder_only")
-DECODER_KINDS = ("decoder_only", "prefix_lm")
 
 # fn(backbone, memory_BxMxD, per-segment inputs, dropout rngs) -> (written memory, hidden_BxKxD, keys_BxK)
 SegmentFn = Callable[[nnx.Module, jax.Array, tuple, nnx.Rngs | None], tuple[jax.Array, jax.Array, jax.Array]]
@@ -53,21 +50,40 @@ def _real_decoder_positions(tokens_BxN: jax.Array, segment_ids_BxN: jax.Array | 
 
 
 class RecurrentMemory(nnx.Module):
-    """A backbone of ``kind`` (built by :func:`t5x_tl.models.kinds.build_model`) with recurrent memory.
+    """A backbone with recurrent memory: what every layout shares (the initial memory and the scan over segments).
 
-    It keeps the backbone's call signature, so the training step, the evaluator and decoding use it as they use
-    the backbone. The eval-time controls ``reset_memory`` (every segment reads the initial memory) and
-    ``memory_permutation`` (the batch's last segment of row ``i`` reads the memory of row ``permutation[i]``:
-    every row's last segment when rows are right-aligned or equally long) take memory out of the loop or swap
-    it between examples.
+    A subclass per backbone layout (:class:`RecurrentEncoder`, :class:`RecurrentEncoderDecoder`,
+    :class:`RecurrentDecoder`) lays out a segment and keeps the backbone's call signature, so the training step,
+    the evaluator and decoding use it as they use the backbone. The eval-time controls ``reset_memory`` (every
+    segment reads the initial memory) and ``memory_permutation`` (the batch's last segment of row ``i`` reads the
+    memory of row ``permutation[i]``: every row's last segment when rows are right-aligned or equally long) take
+    memory out of the loop or swap it between examples.
     """
 
-    def __init__(self, backbone: nnx.Module, kind: str, memory: MemoryConfig, *, rngs: nnx.Rngs) -> None:
-        if kind not in RMT_KINDS:
-            raise ValueError(f"unknown model kind {kind!r} for a recurrent memory; choose one of {RMT_KINDS}")
-        memory.check(kind)
+    WRITES_AT_END: ClassVar[bool]  # decoders append write positions; encoders write at the memory positions
+
+    @classmethod
+    def segment_length(cls, memory: MemoryConfig) -> int:
+        """What the backbone sees per segment: memory, tokens, EOS (encoders) or the write memory (decoders)."""
+        if cls.WRITES_AT_END:
+            return 2 * memory.memory_size + memory.segment_size
+        return memory.memory_size + memory.segment_size + int(memory.segment_eos)
+
+    @classmethod
+    def check(cls, memory: MemoryConfig, kind: str) -> None:
+        """Raises ValueError when a segment of a ``kind`` model is longer than the backbone's ``max_length``."""
+        length = cls.segment_length(memory)
+        if length > memory.max_length:
+            raise ValueError(
+                f"a {kind} segment holds {length} positions (memory_size={memory.memory_size}, "
+                f"segment_size={memory.segment_size}, special and write tokens), "
+                f"beyond max_length={memory.max_length}: "
+                "shorten segment_size or memory_size, or raise max_length if the backbone was trained longer"
+            )
+
+    def __init__(self, backbone: nnx.Module, memory: MemoryConfig, *, rngs: nnx.Rngs) -> None:
+        self.check(memory, type(backbone).__name__)
         self.backbone = backbone
-        self.kind = kind
         self.memory_config = memory
         cfg = backbone.config
         self.config = cfg
@@ -145,7 +161,19 @@ class RecurrentMemory(nnx.Module):
         memory, last = carry
         return memory, last, jnp.stack(outputs) if keep_hidden else None
 
-    # --- encoders: [memory, segment(, EOS)] -------------------------------------------------------------------
+    def _token_logits(self, stacked_SxBxKxD: jax.Array, segments: Segments, offset: int, length: int) -> jax.Array:
+        size = self.memory_config.segment_size
+        hidden = merge(stacked_SxBxKxD[:, :, offset : offset + size], segments, length)
+        return self.backbone.logits(hidden)
+
+    def start_decoding(self, prompts_BxS: jax.Array, max_length: int) -> tuple[jax.Array, Cache, dict, int]:
+        raise ValueError(f"decoding with recurrent memory needs an encoder-decoder backbone, not {type(self).__name__}")
+
+
+class RecurrentEncoder(RecurrentMemory):
+    """Encoders: ``[memory, segment(, EOS)]``; token logits for every segment, the pooled head on the last."""
+
+    WRITES_AT_END = False
 
     def _encoder_segment(
         self,
@@ -193,14 +221,10 @@ class RecurrentMemory(nnx.Module):
         )
         return memory, last, segments, stacked
 
-    def _token_logits(self, stacked_SxBxKxD: jax.Array, segments: Segments, offset: int, length: int) -> jax.Array:
-        size = self.memory_config.segment_size
-        hidden = merge(stacked_SxBxKxD[:, :, offset : offset + size], segments, length)
-        return self.backbone.logits(hidden)
-
-    def _encoder_only(
+    def __call__(
         self, encoder_input_tokens: jax.Array, encoder_segment_ids: jax.Array | None = None, **options: Any
     ) -> jax.Array:
+        """Float32 token logits, as the encoder-only backbone returns them."""
         _, _, segments, stacked = self.encode(encoder_input_tokens, encoder_segment_ids, keep_hidden=True, **options)
         return self._token_logits(stacked, segments, self.memory_config.memory_size, encoder_input_tokens.shape[1])
 
@@ -209,13 +233,17 @@ class RecurrentMemory(nnx.Module):
     ) -> jax.Array:
         """Encoder-only: ``B x num_outputs`` of the backbone's pooled head over the last segment (memory
         included)."""
-        if self.kind != "encoder_only" or not hasattr(self.backbone, "head"):
+        if not hasattr(self.backbone, "head"):
             raise ValueError("classify needs an encoder_only backbone built with num_outputs > 0")
         _, (hidden, keys), _, _ = self.encode(encoder_input_tokens, encoder_segment_ids, **options)
         pooled = pool(hidden, keys.astype(jnp.int32), self.backbone.pooling)
         return (pooled @ self.backbone.head[...].astype(pooled.dtype)).astype(jnp.float32)
 
-    def _encoder_decoder(
+
+class RecurrentEncoderDecoder(RecurrentEncoder):
+    """The encoder as :class:`RecurrentEncoder`; the decoder cross-attends to the last segment's encoder output."""
+
+    def __call__(
         self,
         encoder_input_tokens: jax.Array,
         decoder_input_tokens: jax.Array,
@@ -235,7 +263,21 @@ class RecurrentMemory(nnx.Module):
         y = backbone.decoder(y, hidden, decoder_segment_ids, keys.astype(jnp.int32), **drop)
         return backbone.logits(y)
 
-    # --- decoders: [read memory, segment, write memory] -------------------------------------------------------
+    def start_decoding(self, prompts_BxS: jax.Array, max_length: int) -> tuple[jax.Array, Cache, dict, int]:
+        """As :meth:`EncoderDecoder.start_decoding`, reading the last segment's encoder output and memory."""
+        _, (hidden, keys), _, _ = self.encode(prompts_BxS)
+        return self.backbone.first_step(*self.backbone.cache_for(hidden, keys.astype(jnp.int32), max_length))
+
+    def decode_step(
+        self, tokens_BxQ: jax.Array, position: jax.Array, cache: Cache, context: dict
+    ) -> tuple[jax.Array, Cache]:
+        return self.backbone.decode_step(tokens_BxQ, position, cache, context)
+
+
+class RecurrentDecoder(RecurrentMemory):
+    """Decoders: ``[read memory, segment, write memory]`` under the causal (or prefix) mask."""
+
+    WRITES_AT_END = True
 
     def _decoder_segment(
         self,
@@ -251,14 +293,14 @@ class RecurrentMemory(nnx.Module):
         memory_keys = jnp.ones((batch, size), bool)
         keys_BxK = jnp.concatenate([memory_keys, real_BxT, memory_keys], axis=1)
         allowed = causal_mask(2 * size + length)
-        if self.kind == "prefix_lm":  # the read memory and the prefix see each other; writing stays causal
+        if backbone.prefix_lm:  # the read memory and the prefix see each other; writing stays causal
             allowed = allowed | prefix_mask(jnp.concatenate([memory_keys, prefix_BxT, ~memory_keys], axis=1))
         mask = segment_mask(keys_BxK.astype(jnp.int32), keys_BxK.astype(jnp.int32)) & allowed
         x = constrain(jnp.concatenate([memory_BxMxD, backbone.token_embed(tokens_BxT), memory_BxMxD], axis=1), BLD)
         hidden = backbone.transform(x, mask, deterministic=deterministic, rngs=rngs)
         return hidden[:, size + length :], hidden, keys_BxK
 
-    def _decoder_only(
+    def __call__(
         self,
         decoder_input_tokens: jax.Array,
         decoder_segment_ids: jax.Array | None = None,
@@ -268,7 +310,7 @@ class RecurrentMemory(nnx.Module):
         rngs: nnx.Rngs | None = None,
         **controls: Any,
     ) -> jax.Array:
-        if decoder_causal_attention is not None and self.kind != "prefix_lm":
+        if decoder_causal_attention is not None and not self.backbone.prefix_lm:
             raise ValueError("decoder_causal_attention marks prefix-LM data; use the prefix_lm kind")
         real = _real_decoder_positions(decoder_input_tokens, decoder_segment_ids)
         prefix = jnp.zeros_like(real) if decoder_causal_attention is None else decoder_causal_attention > 0
@@ -276,25 +318,3 @@ class RecurrentMemory(nnx.Module):
         fn = lambda b, m, v, r: self._decoder_segment(b, m, v, r, deterministic=deterministic)
         _, _, stacked = self.recur(fn, segments, keep_hidden=True, rngs=rngs, **controls)
         return self._token_logits(stacked, segments, self.memory_config.memory_size, decoder_input_tokens.shape[1])
-
-    def __call__(self, *args: Any, **kwargs: Any) -> jax.Array:
-        """Float32 logits, as the backbone's ``__call__`` (same arguments) returns them."""
-        if self.kind == "encoder_decoder":
-            return self._encoder_decoder(*args, **kwargs)
-        if self.kind in DECODER_KINDS:
-            return self._decoder_only(*args, **kwargs)
-        return self._encoder_only(*args, **kwargs)
-
-    # --- decoding (encoder-decoder) ---------------------------------------------------------------------------
-
-    def start_decoding(self, prompts_BxS: jax.Array, max_length: int) -> tuple[jax.Array, Cache, dict, int]:
-        """As :meth:`EncoderDecoder.start_decoding`, reading the last segment's encoder output and memory."""
-        if self.kind != "encoder_decoder":
-            raise ValueError(f"decoding with recurrent memory needs an encoder_decoder backbone, not {self.kind}")
-        _, (hidden, keys), _, _ = self.encode(prompts_BxS)
-        return self.backbone.first_step(*self.backbone.cache_for(hidden, keys.astype(jnp.int32), max_length))
-
-    def decode_step(
-        self, tokens_BxQ: jax.Array, position: jax.Array, cache: Cache, context: dict
-    ) -> tuple[jax.Array, Cache]:
-        return self.backbone.decode_step(tokens_BxQ, position, cache, context)

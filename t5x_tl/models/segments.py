@@ -52,22 +52,6 @@ class MemoryConfig:
         if self.align not in ALIGNMENTS:
             raise ValueError(f"align={self.align!r} is unknown; choose one of {ALIGNMENTS}")
 
-    def sequence_length(self, kind: str) -> int:
-        """What the backbone sees per segment: memory, tokens, EOS and (decoder-only) the write memory."""
-        write = self.memory_size if kind in ("decoder_only", "prefix_lm") else 0
-        eos = int(self.segment_eos and kind in ("encoder_decoder", "encoder_only"))
-        return self.memory_size + self.segment_size + eos + write
-
-    def check(self, kind: str) -> None:
-        """Raises ValueError when a segment of ``kind`` is longer than the backbone's ``max_length``."""
-        length = self.sequence_length(kind)
-        if length > self.max_length:
-            raise ValueError(
-                f"a {kind} segment holds {length} positions (memory_size={self.memory_size}, "
-                f"segment_size={self.segment_size}, special and write tokens), beyond max_length={self.max_length}: "
-                "shorten segment_size or memory_size, or raise max_length if the backbone was trained longer"
-            )
-
     def num_segments(self, input_length: int) -> int:
         """Segments covering ``input_length`` positions; more than ``max_segments`` is an error."""
         if input_length < 1:

@@ -4,8 +4,8 @@ Layers call ``constrain(x, BLD)`` on what they produce; the logical names (``act
 ``activation_embed``, ...) become mesh axes through the rule table in scope (``nnx.logical_axis_rules``, which the
 train and eval steps enter with the job's rules). Activations have names of their own, apart from the parameters'
 ``embed``, ``mlp``, ...: under FSDP a parameter's ``embed`` is split over ``fsdp`` while an activation's d_model
-stays whole on every device (its batch is what ``fsdp`` splits). See ``RULE_PRESETS`` in
-:mod:`t5x_tl.train.partitioning` for each preset's table.
+stays whole on every device (its batch is what ``fsdp`` splits). ``RULE_PRESETS`` below hold each preset's
+table of parameter and activation names; :mod:`t5x_tl.train.partitioning` applies them on the mesh.
 
 Without rules or without a mesh in scope (a model run eagerly, in tests, in decoding), or on a mesh of explicit
 axes (whose arrays carry their shardings in their types), ``constrain`` returns its input unchanged, so nothing
@@ -35,6 +35,44 @@ BLD = (BATCH, LENGTH, EMBED)  # embeddings, attention outputs, the residual stre
 BLHK = (BATCH, LENGTH, HEADS, KV)  # queries, keys, values
 BLF = (BATCH, LENGTH, MLP)  # the MLP's hidden layer
 BLV = (BATCH, LENGTH, VOCAB)  # logits
+
+MESH_AXES = ("replica", "data", "fsdp", "model")
+BATCH_AXES = ("replica", "data", "fsdp")  # the batch is split over all three; parameters only over fsdp, model
+
+
+def _rules(embed: str | None, tensor: str | None) -> tuple:
+    return (
+        ("batch", BATCH_AXES),
+        ("layers", None),  # the stacked-layers axis of scanned parameters
+        ("vocab", tensor),
+        ("mlp", tensor),
+        ("heads", tensor),
+        ("embed", embed),
+        ("kv", None),
+        ("relpos_buckets", None),
+        # Activations (above), named apart from the parameters as in T5X/MaxText: the batch is
+        # split like the data, over every batch axis; d_model stays whole on every device (FSDP shards the
+        # parameters' embed, never the residual stream; tensor parallelism keeps it replicated, Megatron-style,
+        # between the column- and row-split matmuls); heads, MLP hidden units and logits follow the tensor axis.
+        ("activation_batch", BATCH_AXES),
+        ("activation_length", None),
+        ("activation_embed", None),
+        ("activation_heads", tensor),
+        ("activation_kv", None),
+        ("activation_mlp", tensor),
+        ("activation_vocab", tensor),
+    )
+
+
+# Logical axis -> mesh axis tables. Data parallelism replicates parameters; FSDP shards each along d_model
+# ("embed") over the fsdp axis and gathers it per layer; tensor parallelism splits heads, MLP and vocabulary
+# over the model axis (Megatron-style); the last combines both, as T5X and MaxText do on pods.
+RULE_PRESETS: dict[str, tuple] = {
+    "data_parallel": _rules(None, None),
+    "fsdp": _rules("fsdp", None),
+    "tensor_parallel": _rules(None, "model"),
+    "fsdp_tensor_parallel": _rules("fsdp", "model"),
+}
 
 
 @contextlib.contextmanager

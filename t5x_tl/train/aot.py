@@ -16,12 +16,13 @@ import time
 
 import jax
 import numpy as np
-import seqio
 from ml_collections import ConfigDict
 
 from t5x_tl.config import base_config, model_config, validate
-from t5x_tl.data.pipeline import BatchSpec, feature_converter
+from t5x_tl.data.features import FeatureLayout
+from t5x_tl.data.pipeline import BatchSpec
 from t5x_tl.errors import UserError
+from t5x_tl.models.kinds import model_kind
 from t5x_tl.models.sizes import T5_1_1_SIZES, padded_vocab_size
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpoint_record import ModelSpec
@@ -44,14 +45,18 @@ TENSOR_AXIS_CHOICES = (8, 4, 2, 1)  # the default `model` axis: the largest of t
 
 
 def abstract_batch(
-    kind: str, batch_size: int, inputs_length: int, targets_length: int, mesh: jax.sharding.Mesh, pack: bool = True
+    features: FeatureLayout,
+    batch_size: int,
+    inputs_length: int,
+    targets_length: int,
+    mesh: jax.sharding.Mesh,
+    pack: bool = True,
 ) -> dict[str, jax.ShapeDtypeStruct]:
-    """The global batch the kind's SeqIO feature converter makes (every feature int32), as sharded shapes."""
-    spec = BatchSpec("", "train", inputs_length, targets_length, batch_size, seed=0, pack=pack, model_kind=kind)
-    if kind == "encoder_only":  # its converter looks up the task's mask id, which fixes no length
-        converter = seqio.EncoderFeatureConverter(pack=pack, mask_id=1)
-    else:
-        converter = feature_converter(spec)
+    """The global batch the layout's SeqIO feature converter makes (every feature int32), as sharded shapes."""
+    spec = BatchSpec("", "train", inputs_length, targets_length, batch_size, seed=0, pack=pack, features=features)
+    # An aligned layout's converter looks up the task's mask id, which fixes no length: any id does here.
+    options = {"mask_id": 1} if features.aligned else {}
+    converter = features.converter(pack=pack, apply_length_check=False, **options)
     lengths = converter.get_model_feature_lengths(spec.task_feature_lengths())
     sharding = partitioning.batch_sharding(mesh)
     return {
@@ -149,7 +154,8 @@ def analyze(setup: PodSetup, fast_codegen: bool = True, loop_hoisting: bool = Fa
     cfg = pod_config(setup)
     if setup.devices > jax.device_count():
         raise UserError(f"{setup.devices} devices asked for, JAX has {jax.device_count()}")
-    model = ModelSpec(setup.kind, model_config(cfg, setup.vocab_size))  # as t5x_tl.train.job builds it
+    kind = model_kind(setup.kind)
+    model = ModelSpec(kind, model_config(cfg, setup.vocab_size))  # as t5x_tl.train.job builds it
     model_cfg, factory = model.config, model.build
     p = cfg.partitioning
     mesh = partitioning.make_mesh(
@@ -162,7 +168,7 @@ def analyze(setup: PodSetup, fast_codegen: bool = True, loop_hoisting: bool = Fa
     options = {**(FAST_CODEGEN if fast_codegen else {}), **({} if loop_hoisting else NO_LOOP_HOISTING)}
     jitted = jit_train_step(cfg, graphdef, optimizer, shardings, mesh, rules, options)
     state = abstract_train_state(factory, optimizer, shardings)
-    batch = abstract_batch(setup.kind, setup.batch_size, setup.inputs_length, setup.targets_length, mesh)
+    batch = abstract_batch(kind.features, setup.batch_size, setup.inputs_length, setup.targets_length, mesh)
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         lowered = jitted.lower(state, batch)
@@ -171,7 +177,7 @@ def analyze(setup: PodSetup, fast_codegen: bool = True, loop_hoisting: bool = Fa
     compiled_at = time.perf_counter()
     memory = compiled.memory_analysis()
     collectives = count_collectives(compiled.as_text())
-    flops = train_step_flops(model_cfg, setup.batch_size, setup.inputs_length, setup.targets_length, setup.kind)
+    flops = train_step_flops(model_cfg, setup.batch_size, setup.inputs_length, setup.targets_length, kind)
     params = jax.tree.leaves(state.params)
     per_device = lambda x: int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
     memory_bytes = {

@@ -15,7 +15,7 @@ from flax import nnx
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import ModelKind, model_kind
 from t5x_tl.models.segments import MemoryConfig
 
 
@@ -24,21 +24,22 @@ class ModelSpec:
     """A model kind, its config and its Recurrent Memory Transformer settings: what a job builds and a checkpoint
     records, so that training, restoring and evaluating build the same model."""
 
-    kind: str
+    kind: ModelKind
     config: T5Config
     memory: MemoryConfig | None = None
 
     def build(self, rngs: nnx.Rngs) -> nnx.Module:
-        return build_model(self.kind, self.config, rngs, self.memory)
+        return self.kind.build(self.config, rngs, self.memory)
 
     def signature(self) -> dict:
         """What fixes the parameter tree: a checkpoint restores only onto an equal one."""
         extra = {} if self.memory is None else {"rmt_memory_size": self.memory.memory_size}
-        return {"kind": self.kind, **self.config.shape_signature(), **extra}
+        return {"kind": self.kind.name, **self.config.shape_signature(), **extra}
 
-    def record(self) -> dict:
-        """The model's part of every step's metadata, enough to rebuild it (see :func:`recorded_model`)."""
-        record = {"model": self.signature(), "model_config": dataclasses.asdict(self.config)}
+    def record(self, signature: dict | None = None) -> dict:
+        """The model's part of every step's metadata, enough to rebuild it (see :func:`recorded_model`); with the
+        ``signature`` a restore must match where the run trains more than this model (a task pair)."""
+        record = {"model": signature or self.signature(), "model_config": dataclasses.asdict(self.config)}
         if self.memory is not None:
             record["memory_config"] = dataclasses.asdict(self.memory)
         return record
@@ -71,7 +72,11 @@ def recorded_model(metadata: dict, checkpoint: Path) -> ModelSpec:
     a CPU), so it is "auto" whatever was trained with."""
     if "model_config" not in metadata:
         raise UserError(f"checkpoint {checkpoint} does not record its model config")
-    kind = metadata.get("model", {}).get("kind", "encoder_decoder")
+    name = metadata.get("model", {}).get("kind", "encoder_decoder")
+    try:
+        kind = model_kind(name)
+    except ValueError as error:
+        raise UserError(f"checkpoint {checkpoint}: {error} (register that kind before restoring it)") from error
     config = T5Config(**{**metadata["model_config"], "attention_impl": "auto"})
     memory = MemoryConfig(**metadata["memory_config"]) if "memory_config" in metadata else None
     return ModelSpec(kind, config, memory)

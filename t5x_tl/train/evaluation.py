@@ -21,6 +21,7 @@ log = logging.getLogger("t5x_tl")
 
 # eval_step(params, batch) -> summed metrics (jitted in training)
 EvalStep = Callable[[dict, dict[str, jax.Array]], dict[str, jax.Array]]
+Batches = dict | tuple[dict, ...]  # one batch of features, or one per task of a task pair
 
 
 def _padded(batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -39,7 +40,7 @@ def validation_batches(
         eval_batches = [global_batch(_padded(batch, spec.batch_size), sharding) for batch in host_batches]
     except (ValueError, KeyError) as error:
         raise UserError(
-            f"task {spec.task!r} cannot feed a {spec.model_kind} model ({error}); a decoder_only model reads only "
+            f"task {spec.task!r} cannot feed a {spec.features.name} model ({error}); a decoder_only model reads only "
             "'targets', prefix_lm and encoder_decoder read 'inputs' and 'targets', encoder_only aligned ones"
         ) from error
     if not eval_batches:
@@ -47,8 +48,9 @@ def validation_batches(
     return eval_batches
 
 
-def global_batch(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+def global_batch(batch: Batches, sharding: jax.sharding.NamedSharding) -> Batches:
+    """Every host's local rows of ``batch`` (a batch, or a task pair's two) as one global array per feature."""
+    return jax.tree.map(lambda rows: jax.make_array_from_process_local_data(sharding, rows), batch)
 
 
 def evaluate(eval_step: EvalStep, params: dict, batches: list[dict[str, jax.Array]]) -> dict[str, float]:

@@ -9,6 +9,7 @@ import optax
 from flax import nnx
 from ml_collections import ConfigDict
 
+from t5x_tl.models.kinds import model_kind
 from t5x_tl.platform import compiler_options
 from t5x_tl.train import partitioning
 from t5x_tl.train.optimizers import learning_rate_schedule
@@ -32,7 +33,7 @@ def jit_train_step(
         learning_rate_schedule(cfg.optimizer, cfg.train.steps),
         cfg.train.z_loss,
         cfg.seed,
-        cfg.model.kind,
+        model_kind(cfg.model.kind),
         cfg.train.microbatches,
         rules=rules,
     )
@@ -53,7 +54,7 @@ def jit_eval_step(
 ) -> jax.stages.Wrapped:
     """The validation step of ``cfg`` (the parameters sharded as in training)."""
     return jax.jit(
-        make_eval_step(graphdef, cfg.train.z_loss, cfg.model.kind, rules=rules),
+        make_eval_step(graphdef, cfg.train.z_loss, model_kind(cfg.model.kind), rules=rules),
         in_shardings=(shardings.params, partitioning.batch_sharding(mesh)),
         compiler_options=compiler_options(),
     )

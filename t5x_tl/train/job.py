@@ -19,6 +19,7 @@ from t5x_tl.data.cache import resolve_data_dir
 from t5x_tl.data.corpus.documents import CorpusSpec
 from t5x_tl.data.curriculum.batches import CurriculumBatches, level_task
 from t5x_tl.data.curriculum.strategies import Curriculum, Level, PlateauRule
+from t5x_tl.data.features import ENCODER_DECODER
 from t5x_tl.data.objectives.preprocessors import objective_sentinels
 from t5x_tl.data.pipeline import BatchSpec, TaskBatches
 from t5x_tl.data.task_modules import import_task_modules
@@ -28,6 +29,7 @@ from t5x_tl.data.tasks.pretraining import variants_by_name
 from t5x_tl.data.tasks.text_files import TextFiles, register_text_file_tasks
 from t5x_tl.data.vocabularies import EXTRA_IDS
 from t5x_tl.errors import UserError
+from t5x_tl.models.kinds import model_kind
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpoint_record import ModelSpec
 
@@ -53,7 +55,7 @@ def resolve_job(cfg: ConfigDict, split: str, pack: bool) -> Job:
     """The job of a validated ``cfg`` reading ``split`` (packed or not); registers the tasks it names."""
     task, targets_length = resolve_task(cfg)
     vocab_size = task.output_features["targets"].vocabulary.vocab_size
-    model = ModelSpec(cfg.model.kind, model_config(cfg, vocab_size), memory_config(cfg))
+    model = ModelSpec(model_kind(cfg.model.kind), model_config(cfg, vocab_size), memory_config(cfg))
     mesh = _mesh(cfg)
     rules = partitioning.resolve_rules(cfg.partitioning.preset, cfg.partitioning.rules)
     return Job(task, targets_length, model, mesh, rules, _host_spec(cfg, task.name, targets_length, mesh, split, pack))
@@ -99,7 +101,7 @@ def resolve_task(cfg: ConfigDict) -> tuple[seqio.Task, int]:
     if cfg.data.concatenate_documents and not text_files:
         raise UserError("config.data.concatenate_documents applies to config.data.text_files, which is empty")
     default_data = not (task_name or text_files) and cfg.data.objective == pretraining_tasks.DEFAULT_OBJECTIVE
-    if cfg.model.kind != "encoder_decoder" and default_data:
+    if model_kind(cfg.model.kind).features != ENCODER_DECODER and default_data:
         raise UserError(
             f"config.model.kind={cfg.model.kind!r} needs config.data.task or config.data.objective: the default is "
             "span corruption for an encoder-decoder. Pick an objective that fits, e.g. "
@@ -247,7 +249,7 @@ def _host_spec(
             pack=pack,
             host_index=jax.process_index(),
             num_hosts=jax.process_count(),
-            model_kind=cfg.model.kind,
+            features=model_kind(cfg.model.kind).features,
             host_sharding=_host_sharding(cfg.data.host_sharding),
         )
     except ValueError as error:

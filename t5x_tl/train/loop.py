@@ -27,14 +27,14 @@ from t5x_tl.train.checkpoint_record import step_metadata
 from t5x_tl.train.checkpointing import Checkpointer, pretrained_path
 from t5x_tl.train.evaluation import CurriculumListener, evaluate, global_batch, validation_batches
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
-from t5x_tl.train.jitted import jit_eval_step, jit_train_step
-from t5x_tl.train.job import Job, check_microbatches, prepare_workdir, resolve_job, train_batches
+from t5x_tl.train.job import Job, check_microbatches, prepare_workdir, resolve_job
 from t5x_tl.train.metrics import MetricWriter
 from t5x_tl.train.model_info import parameter_table
 from t5x_tl.train.optimizers import make_optimizer
 from t5x_tl.train.progress import LaggedProgress
 from t5x_tl.train.restore import restore_input_position, restore_or_init
 from t5x_tl.train.state import abstract_model, state_shardings
+from t5x_tl.train.trainee import ONE_MODEL, StepContext, Trainee
 
 log = logging.getLogger("t5x_tl")
 
@@ -65,8 +65,9 @@ class TrainResult:
     data_state: dict  # the training stream's position (and curriculum) at the end
 
 
-def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
-    """Runs (or resumes) the job described by ``cfg`` in ``workdir``."""
+def train(cfg: ConfigDict, workdir: str | Path, trainee: Trainee = ONE_MODEL) -> TrainResult:
+    """Runs (or resumes) the job described by ``cfg`` in ``workdir``, training its model (or, e.g., a task pair:
+    ``trainee`` gives the parameter tree, the training stream and the steps)."""
     validate(cfg)
     distributed.initialize(cfg)
     workdir = prepare_workdir(workdir)
@@ -74,22 +75,23 @@ def train(cfg: ConfigDict, workdir: str | Path) -> TrainResult:
     job = resolve_job(cfg, "train", cfg.data.pack)
     check_microbatches(cfg.data.batch_size, cfg.train.microbatches, job.mesh)
     eval_batches = validation_batches(job.spec, cfg.train.eval_batches, job.data_sharding)
-    batches = train_batches(cfg, job.spec)
+    batches = trainee.batches(cfg, job.spec)
     if cfg.checkpoint.init_from:
         pretrained_path(Path(cfg.checkpoint.init_from))
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
-    shardings = state_shardings(job.model.build, optimizer, job.mesh, job.rules)
+    shardings = state_shardings(job.model.build, optimizer, job.mesh, job.rules, trainee.layout)
     checkpointer = Checkpointer(workdir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep)
-    state, saved = restore_or_init(checkpointer, job.model.signature(), cfg, job.model.build, optimizer, shardings)
+    signature = trainee.signature(job.model)
+    state, saved = restore_or_init(checkpointer, signature, cfg, job.model.build, optimizer, shardings, trainee.layout)
     start = int(jax.device_get(state.step))
     if saved:
         restore_input_position(checkpointer, start, saved, batches)
 
     graphdef, abstract_params = abstract_model(job.model.build)
     _write_model_info(workdir, parameter_table(abstract_params, job.rules, job.mesh))
-    train_step = jit_train_step(cfg, graphdef, optimizer, shardings, job.mesh, job.rules)
-    eval_step = jit_eval_step(cfg, graphdef, shardings, job.mesh, job.rules)
-    record = job.model.record()
+    step_context = StepContext(cfg, job, graphdef, optimizer, shardings)
+    train_step, eval_step = trainee.train_step(step_context), trainee.eval_step(step_context)
+    record = job.model.record(signature)
     metadata = lambda step: step_metadata(record, step, job.task.name, batches.state_dict())
     writer = MetricWriter(workdir)
     listener = (

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
-OPTIMIZERS = ("adafactor", "adamw")
-SCHEDULES = ("rsqrt", "constant", "warmup_cosine")
+from t5x_tl.config import OPTIMIZERS, SCHEDULES
 
 
 def learning_rate_schedule(cfg: ConfigDict, total_steps: int) -> optax.Schedule:

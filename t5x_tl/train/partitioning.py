@@ -13,44 +13,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("replica", "data", "fsdp", "model")
-BATCH_AXES = ("replica", "data", "fsdp")  # the batch is split over all three; parameters only over fsdp, model
+from t5x_tl.models.sharding import BATCH_AXES, MESH_AXES, RULE_PRESETS
+
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
-
-
-def _rules(embed: str | None, tensor: str | None) -> tuple:
-    return (
-        ("batch", BATCH_AXES),
-        ("layers", None),  # the stacked-layers axis of scanned parameters
-        ("vocab", tensor),
-        ("mlp", tensor),
-        ("heads", tensor),
-        ("embed", embed),
-        ("kv", None),
-        ("relpos_buckets", None),
-        # Activations (t5x_tl.models.sharding), named apart from the parameters as in T5X/MaxText: the batch is
-        # split like the data, over every batch axis; d_model stays whole on every device (FSDP shards the
-        # parameters' embed, never the residual stream; tensor parallelism keeps it replicated, Megatron-style,
-        # between the column- and row-split matmuls); heads, MLP hidden units and logits follow the tensor axis.
-        ("activation_batch", BATCH_AXES),
-        ("activation_length", None),
-        ("activation_embed", None),
-        ("activation_heads", tensor),
-        ("activation_kv", None),
-        ("activation_mlp", tensor),
-        ("activation_vocab", tensor),
-    )
-
-
-# Logical axis -> mesh axis tables. Data parallelism replicates parameters; FSDP shards each along d_model
-# ("embed") over the fsdp axis and gathers it per layer; tensor parallelism splits heads, MLP and vocabulary
-# over the model axis (Megatron-style); the last combines both, as T5X and MaxText do on pods.
-RULE_PRESETS: dict[str, tuple] = {
-    "data_parallel": _rules(None, None),
-    "fsdp": _rules("fsdp", None),
-    "tensor_parallel": _rules(None, "model"),
-    "fsdp_tensor_parallel": _rules("fsdp", "model"),
-}
 
 
 def resolve_rules(preset: str, rules: Rules = ()) -> Rules:

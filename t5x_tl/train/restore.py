@@ -11,23 +11,26 @@ from pathlib import Path
 import optax
 from ml_collections import ConfigDict
 
-from t5x_tl.data.curriculum.batches import CurriculumBatches
-from t5x_tl.data.pipeline import TaskBatches
 from t5x_tl.errors import UserError
 from t5x_tl.train import warm_start
 from t5x_tl.train.checkpoint_record import recorded_batches, recorded_data_state, recorded_signature
 from t5x_tl.train.checkpointing import Checkpointer, read_pretrained
-from t5x_tl.train.state import ModelFactory, TrainState, abstract_train_state, init_train_state
+from t5x_tl.train.state import Layout, ModelFactory, TrainState, abstract_train_state, init_train_state, one_model
+from t5x_tl.train.trainee import TrainStream
 
 log = logging.getLogger("t5x_tl")
 
 
 def _fresh_state(
-    cfg: ConfigDict, factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState
+    cfg: ConfigDict,
+    factory: ModelFactory,
+    optimizer: optax.GradientTransformation,
+    shardings: TrainState,
+    layout: Layout,
 ) -> TrainState:
     """Parameters from the seed, then the pretrained ones of ``checkpoint.init_from`` where the mapping finds
     them (with a report of what was loaded, initialised fresh and ignored)."""
-    state = init_train_state(factory, optimizer, shardings, cfg.seed)
+    state = init_train_state(factory, optimizer, shardings, cfg.seed, layout)
     if not cfg.checkpoint.init_from:
         return state
     sources = read_pretrained(Path(cfg.checkpoint.init_from))
@@ -48,6 +51,7 @@ def restore_or_init(
     factory: ModelFactory,
     optimizer: optax.GradientTransformation,
     shardings: TrainState,
+    layout: Layout = one_model,
 ) -> tuple[TrainState, dict | None]:
     """The newest intact checkpoint's state and metadata, or a fresh state (and None) when there is none.
 
@@ -67,7 +71,7 @@ def restore_or_init(
                 f"this config builds {model_signature}; use a fresh --workdir or the matching model config"
             )
         try:
-            state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings))
+            state = checkpointer.restore(step, abstract_train_state(factory, optimizer, shardings, layout))
         except Exception as error:  # whatever the storage layer raises for damaged arrays
             quarantined.append(_set_aside(checkpointer, step, error))
             continue
@@ -85,12 +89,10 @@ def restore_or_init(
             f"{[str(p) for p in quarantined]}; rerun to start from scratch, or restore them from a backup"
         )
     log.info("No checkpoint in %s: initialising parameters from seed %d", checkpointer.directory, cfg.seed)
-    return _fresh_state(cfg, factory, optimizer, shardings), None
+    return _fresh_state(cfg, factory, optimizer, shardings, layout), None
 
 
-def restore_input_position(
-    checkpointer: Checkpointer, step: int, saved: dict, batches: TaskBatches | CurriculumBatches
-) -> None:
+def restore_input_position(checkpointer: Checkpointer, step: int, saved: dict, batches: TrainStream) -> None:
     """Puts the training stream where the checkpoint left it: this host's saved iterator state when the step
     holds one (constant time), else a replay of the batches consumed (same batches, time growing with the step)."""
     try:

@@ -15,6 +15,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from t5x_tl.train.partitioning import Rules, named, optimizer_state_spec, param_specs
 
 ModelFactory = Callable[[nnx.Rngs], nnx.Module]
+# One model's parameter tree (of arrays, shapes or shardings alike) -> the tree a run trains (a task pair's: two)
+Layout = Callable[[dict], dict]
+
+
+def one_model(tree: dict) -> dict:
+    """The layout of every run but a task pair's: the model's own tree."""
+    return tree
 
 
 @flax.struct.dataclass
@@ -38,12 +45,16 @@ def abstract_model(model_factory: ModelFactory) -> tuple[nnx.GraphDef, nnx.State
 
 
 def state_shardings(
-    model_factory: ModelFactory, optimizer: optax.GradientTransformation, mesh: Mesh, rules: Rules
+    model_factory: ModelFactory,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+    layout: Layout = one_model,
 ) -> TrainState:
     """NamedShardings for every leaf of the train state, derived from the parameters' logical axes."""
     _, abstract_params = abstract_model(model_factory)
-    specs = param_specs(abstract_params, rules)
-    shapes = nnx.to_pure_dict(abstract_params)
+    specs = layout(param_specs(abstract_params, rules))
+    shapes = layout(nnx.to_pure_dict(abstract_params))
     abstract_opt_state = jax.eval_shape(optimizer.init, shapes)
     is_spec = lambda x: isinstance(x, PartitionSpec)
     opt_specs = optax.tree_map_params(
@@ -60,23 +71,33 @@ def state_shardings(
     )
 
 
-def _fresh_state(model_factory: ModelFactory, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+def _fresh_state(
+    model_factory: ModelFactory, optimizer: optax.GradientTransformation, layout: Layout, key: jax.Array
+) -> TrainState:
     model = model_factory(nnx.Rngs(params=key))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return TrainState.create(params, optimizer)
+    return TrainState.create(layout(params), optimizer)
 
 
 def init_train_state(
-    model_factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState, seed: int
+    model_factory: ModelFactory,
+    optimizer: optax.GradientTransformation,
+    shardings: TrainState,
+    seed: int,
+    layout: Layout = one_model,
 ) -> TrainState:
-    """Fresh parameters and optimizer state, created directly in their shards."""
-    init = functools.partial(_fresh_state, model_factory, optimizer)
+    """Fresh parameters and optimizer state, created directly in their shards (a leaf the layout repeats gets a
+    buffer of its own in each place, so a step may donate them all)."""
+    init = functools.partial(_fresh_state, model_factory, optimizer, layout)
     return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
 
 
 def abstract_train_state(
-    model_factory: ModelFactory, optimizer: optax.GradientTransformation, shardings: TrainState
+    model_factory: ModelFactory,
+    optimizer: optax.GradientTransformation,
+    shardings: TrainState,
+    layout: Layout = one_model,
 ) -> TrainState:
     """ShapeDtypeStructs with shardings: the restore target for Orbax, on any mesh."""
-    shapes = jax.eval_shape(functools.partial(_fresh_state, model_factory, optimizer), jax.random.key(0))
+    shapes = jax.eval_shape(functools.partial(_fresh_state, model_factory, optimizer, layout), jax.random.key(0))
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)

@@ -14,59 +14,19 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from t5x_tl.models.kinds import ENCODER_DECODER, Batch, ModelKind
 from t5x_tl.models.sharding import activation_rules
 from t5x_tl.train.losses import token_losses
 from t5x_tl.train.partitioning import Rules
 from t5x_tl.train.state import TrainState
 
-Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-Prediction = tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]
-
-
-def _rngs(key: jax.Array | None) -> dict:
-    return dict(deterministic=key is None, rngs=None if key is None else nnx.Rngs(dropout=key))
-
-
-def _encoder_decoder(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
-    logits = model(
-        batch["encoder_input_tokens"],
-        batch["decoder_input_tokens"],
-        batch.get("encoder_segment_ids"),
-        batch.get("decoder_segment_ids"),
-        **_rngs(key),
-    )
-    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
-
-
-def _decoder_only(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
-    logits = model(
-        batch["decoder_input_tokens"],
-        batch.get("decoder_segment_ids"),
-        batch.get("decoder_causal_attention"),
-        **_rngs(key),
-    )
-    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], batch.get("decoder_segment_ids")
-
-
-def _encoder_only(model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
-    logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **_rngs(key))
-    return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
-
-
-# model kind -> how its SeqIO feature converter's batch feeds it: (logits, targets, loss weights, segment ids)
-PREDICTIONS: dict[str, Callable[[nnx.Module, Batch, jax.Array | None], Prediction]] = {
-    "encoder_decoder": _encoder_decoder,
-    "decoder_only": _decoder_only,
-    "prefix_lm": _decoder_only,
-    "encoder_only": _encoder_only,
-}
 
 
 def _token_losses(
-    graphdef: nnx.GraphDef, kind: str, params: dict, batch: Batch, key: jax.Array | None, z_loss: float
+    graphdef: nnx.GraphDef, kind: ModelKind, params: dict, batch: Batch, key: jax.Array | None, z_loss: float
 ) -> Metrics:
-    logits, targets, weights, segments = PREDICTIONS[kind](nnx.merge(graphdef, params), batch, key)
+    logits, targets, weights, segments = kind.predict(nnx.merge(graphdef, params), batch, key)
     return token_losses(logits, targets, weights, z_loss, segments)
 
 
@@ -83,14 +43,14 @@ def make_train_step(
     learning_rate: optax.Schedule,
     z_loss: float,
     dropout_seed: int,
-    kind: str = "encoder_decoder",
+    kind: ModelKind = ENCODER_DECODER,
     microbatches: int = 1,
     *,
     rules: Rules = (),
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """``train_step(state, batch) -> (state, metrics)``; dropout keys are folded from the step number.
 
-    ``kind`` names the model kind, and so the batch features (see :data:`PREDICTIONS`). With
+    ``kind`` is the model kind, and so how the batch feeds the model (:meth:`ModelKind.predict`). With
     ``microbatches > 1`` the batch is split and gradients of the summed losses are accumulated by a scan
     before one normalisation per target token, so the update equals the whole batch's (to float rounding).
     ``rules`` (the logical-axis table of the parameters' shardings) constrain the activations' shardings when the
@@ -141,7 +101,7 @@ def make_train_step(
 
 
 def make_eval_step(
-    graphdef: nnx.GraphDef, z_loss: float, kind: str = "encoder_decoder", *, rules: Rules = ()
+    graphdef: nnx.GraphDef, z_loss: float, kind: ModelKind = ENCODER_DECODER, *, rules: Rules = ()
 ) -> Callable[[dict, Batch], Metrics]:
     """``eval_step(params, batch) -> sums`` of cross-entropy, correct tokens, weights and fully correct
     sequences (no dropout); ``rules`` as for :func:`make_train_step`."""

@@ -25,9 +25,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from t5x_tl.models.kinds import ENCODER_DECODER, Batch, ModelKind
 from t5x_tl.train.losses import token_losses
 from t5x_tl.train.state import ModelFactory, TrainState
-from t5x_tl.train.step import PREDICTIONS, Batch, Metrics
+from t5x_tl.train.step import Metrics
 
 PENALTIES = ("none", "l2", "kl")
 
@@ -50,10 +51,17 @@ class Coupling:
             raise ValueError(f"tied={self.tied} names {unknown}, not among the model's parameters {param_names}")
 
 
+def pair_layout(tree: dict, tied: tuple[str, ...]) -> dict:
+    """The pair's tree from one model's (of parameters, shapes or shardings): tied subtrees once, the rest once
+    per task, both tasks starting from the same values."""
+    own = {k: v for k, v in tree.items() if k not in tied}
+    return {"shared": {k: tree[k] for k in tied}, "tasks": (own, own)}
+
+
 def pair_params(params: dict, tied: tuple[str, ...]) -> dict:
-    """The pair's parameters from one model's: tied subtrees once, the rest once per task."""
-    own = {k: v for k, v in params.items() if k not in tied}
-    return {"shared": {k: params[k] for k in tied}, "tasks": (own, jax.tree.map(jnp.copy, own))}
+    """The pair's parameters from one model's, the second task's a copy (a buffer of its own to donate)."""
+    pair = pair_layout(params, tied)
+    return {**pair, "tasks": (pair["tasks"][0], jax.tree.map(jnp.copy, pair["tasks"][1]))}
 
 
 def task_params(pair: dict, task: int) -> dict:
@@ -72,7 +80,7 @@ def symmetric_kl(logits_a: jax.Array, logits_b: jax.Array, weights: jax.Array) -
     return (per_position * weights).sum(), weights.sum()
 
 
-def penalty_value(graphdef: nnx.GraphDef, kind: str, coupling: Coupling, pair: dict, batches: tuple) -> jax.Array:
+def penalty_value(graphdef: nnx.GraphDef, kind: ModelKind, coupling: Coupling, pair: dict, batches: tuple) -> jax.Array:
     """The coupling term of the loss (before its coefficient)."""
     if coupling.penalty == "l2":
         differences = jax.tree.map(lambda a, b: jnp.sum(jnp.square(a - b)), *pair["tasks"])
@@ -81,7 +89,7 @@ def penalty_value(graphdef: nnx.GraphDef, kind: str, coupling: Coupling, pair: d
         total = count = jnp.float32(0)
         models = [nnx.merge(graphdef, task_params(pair, task)) for task in (0, 1)]
         for batch in batches:
-            (logits_a, _, weights, _), (logits_b, *_) = (PREDICTIONS[kind](m, batch, None) for m in models)
+            (logits_a, _, weights, _), (logits_b, *_) = (kind.predict(m, batch, None) for m in models)
             kl, tokens = symmetric_kl(logits_a, logits_b, weights.astype(jnp.float32))
             total, count = total + kl, count + tokens
         return total / jnp.maximum(count, 1.0)
@@ -89,16 +97,14 @@ def penalty_value(graphdef: nnx.GraphDef, kind: str, coupling: Coupling, pair: d
 
 
 def make_pair_step(
-    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, coupling: Coupling, kind: str, z_loss: float
+    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, coupling: Coupling, kind: ModelKind, z_loss: float
 ) -> Callable[[TrainState, Batch, Batch], tuple[TrainState, Metrics]]:
     """``step(state, batch_a, batch_b) -> (state, metrics)``, ``state.params`` a :func:`pair_params` tree."""
 
     def loss_fn(pair: dict, batch_a: Batch, batch_b: Batch) -> tuple[jax.Array, Metrics]:
         metrics, loss = {}, jnp.float32(0)
         for task, batch in enumerate((batch_a, batch_b)):
-            logits, targets, weights, segments = PREDICTIONS[kind](
-                nnx.merge(graphdef, task_params(pair, task)), batch, None
-            )
+            logits, targets, weights, segments = kind.predict(nnx.merge(graphdef, task_params(pair, task)), batch, None)
             sums = token_losses(logits, targets, weights, z_loss, segments)
             tokens = jnp.maximum(sums["weight_sum"], 1.0)
             loss += (sums["cross_entropy_sum"] + sums["z_loss_sum"]) / tokens
@@ -124,12 +130,13 @@ def train_pair(
     batches: tuple[Iterator[Batch], Iterator[Batch]],
     steps: int,
     *,
-    kind: str = "encoder_decoder",
+    kind: ModelKind = ENCODER_DECODER,
     seed: int = 0,
     z_loss: float = 0.0,
     on_step: Callable[[int, Metrics], None] | None = None,
 ) -> tuple[nnx.GraphDef, dict]:
-    """Trains the pair for ``steps`` steps on (task a, task b) batches; returns the graph and the pair's params."""
+    """Trains the pair for ``steps`` steps on (task a, task b) batches in memory; returns the graph and the pair's
+    params. A run with a mesh, checkpoints and resume is the training loop's (:mod:`t5x_tl.train.pair_trainee`)."""
     model = model_factory(nnx.Rngs(params=jax.random.key(seed)))
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)

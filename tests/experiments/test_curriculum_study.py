@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from short_jobs import overridden, shorten
+from short_jobs import overridden, shorten, stop_and_continue
 
 from t5x_tl.config import load_config_file
 from t5x_tl.data.curriculum.strategies import Level
@@ -58,6 +58,12 @@ def test_rerunning_reuses_finished_runs(finished):
     before = [p.stat().st_mtime_ns for p in metrics]
     run_study(_study(), finished)
     assert [p.stat().st_mtime_ns for p in metrics] == before, "no run trained again"
+
+
+def test_a_stopped_run_stops_the_study_and_the_same_call_continues_it(finished):
+    (run_dir,) = finished.glob("runs/*/naive/seed1")
+    before, after = stop_and_continue(lambda: run_study(_study(), finished), finished, run_dir)
+    assert after["character_accuracy"] == before["character_accuracy"] and after["steps"] == 4
 
 
 def test_a_directory_of_another_study_is_refused(finished):

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from short_jobs import overridden, shorten
+from short_jobs import overridden, shorten, stop_and_continue
 
 from t5x_tl.config import load_config_file
 from t5x_tl.data.downstream import icl_mappings
@@ -60,6 +60,11 @@ def test_rerunning_reuses_the_finished_run(finished):
     before = result.stat().st_mtime_ns
     run_study(_study(), finished)
     assert result.stat().st_mtime_ns == before
+
+
+def test_a_stopped_run_stops_the_study_and_the_same_call_continues_it(finished):
+    before, after = stop_and_continue(lambda: run_study(_study(), finished), finished, finished / "runs" / "seed0")
+    assert after == before
 
 
 @pytest.mark.parametrize(

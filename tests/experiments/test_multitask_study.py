@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
-from short_jobs import overridden, shorten
+from short_jobs import overridden, shorten, sigterm_after, stop_and_continue
 
 from t5x_tl.config import load_config_file
 from t5x_tl.errors import UserError
 from t5x_tl.experiments.multitask_study import METHODS, run_study
+from t5x_tl.experiments.study_runs import RunStopped
+from t5x_tl.train.checkpointing import read_params
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "multitask_study.py"
 
@@ -65,6 +70,28 @@ def test_rerunning_reuses_finished_runs(finished, small_data):
     before = [p.stat().st_mtime_ns for p in results]
     run_study(_study(small_data), finished)
     assert [p.stat().st_mtime_ns for p in results] == before, "no run trained again"
+
+
+def test_a_stopped_pair_run_resumes_from_its_checkpoint_to_the_same_parameters(finished, small_data):
+    run_dir = finished / "runs" / "shared_encoder" / "seed0"
+    _, uninterrupted, _ = read_params(run_dir / "checkpoints")
+    shutil.rmtree(run_dir)
+    with sigterm_after(1), pytest.raises(RunStopped, match=rf"SIGTERM stopped the run in {run_dir} at step 1"):
+        run_study(_study(small_data), finished)
+    assert not (run_dir / "result.json").exists() and (run_dir / "checkpoints" / "1").is_dir()
+    run_study(_study(small_data), finished)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3], "resumed at step 1, not restarted"
+    _, resumed, _ = read_params(run_dir / "checkpoints")
+    assert set(resumed["shared"]) == {"token_embed", "encoder"}
+    for expected, actual in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_a_stopped_loop_run_stops_the_study_and_the_same_call_continues_it(finished, small_data):
+    run_dir = finished / "runs" / "single_task" / "seed0"
+    before, after = stop_and_continue(lambda: run_study(_study(small_data), finished), finished, run_dir)
+    assert after["metrics"] == before["metrics"]
 
 
 def test_a_directory_of_another_study_is_refused(finished, small_data):

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 from pathlib import Path
 
 import pytest
-from short_jobs import overridden, shorten
+from short_jobs import overridden, shorten, sigterm_after, stop_and_continue
 
 from t5x_tl.config import load_config_file
 from t5x_tl.errors import UserError
 from t5x_tl.experiments import objective_study, objective_tables
 from t5x_tl.experiments.objective_study import NO_PRETRAINING, Job, check_study, jobs, run_study
+from t5x_tl.experiments.study_runs import RunStopped
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "objective_study.py"
 TASKS = ("synthetic_pairs", "synthetic_translation")
@@ -125,26 +125,23 @@ def test_parallel_workers_run_the_same_jobs(tmp_path, data_dir):
     assert (lost.directory(tmp_path) / "result.json").exists()
 
 
-def test_a_stopped_study_keeps_its_checkpoint_and_continues_when_rerun(tmp_path, data_dir, monkeypatch):
-    from t5x_tl.train import loop
-
-    class StopAtOnce(loop.StopRequest):  # as if SIGTERM arrived before the first step
-        def __init__(self) -> None:
-            super().__init__()
-            self.signal = signal.SIGTERM
-
+def test_a_stopped_study_keeps_its_checkpoint_and_continues_when_rerun(tmp_path, data_dir):
     study = _study(objectives=("prefix_lm",))
     del study.tasks["synthetic_translation"]
     first = jobs(study)[0]
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "StopRequest", StopAtOnce)
-        with pytest.raises(KeyboardInterrupt):
-            run_study(study, tmp_path)
+    with sigterm_after(0), pytest.raises(RunStopped, match=rf"the run in {first.directory(tmp_path)} at step 0"):
+        run_study(study, tmp_path)
     assert not (first.directory(tmp_path) / "result.json").exists()
     assert (first.directory(tmp_path) / "checkpoints" / "0").is_dir()
     rows = run_study(study, tmp_path)
     assert [r["seeds"] for r in rows] == [1, 1]
     assert json.loads((first.directory(tmp_path) / "result.json").read_text())["steps"] == 3
+
+
+def test_a_stopped_fine_tune_stops_the_study_and_the_same_call_continues_it(finished):
+    run_dir = Job("random_spans_d15_s3", 0, "synthetic_pairs").directory(finished)
+    before, after = stop_and_continue(lambda: run_study(_study(), finished), finished, run_dir)
+    assert after["metrics"] == before["metrics"]
 
 
 def test_every_pretraining_comes_before_its_fine_tunes():
@@ -229,9 +226,9 @@ def test_the_pod_study_config_names_registered_tasks_and_metrics(monkeypatch, sm
 
     model = ensure_sentencepiece(small_data.files(), small_data.sentencepiece_size)
     monkeypatch.setenv("T5X_TL_SENTENCEPIECE_MODEL", str(model))
-    c4_study_tasks = importlib.import_module("t5x_tl.data.c4_study_tasks")  # registers on import
+    c4_study_tasks = importlib.import_module("t5x_tl.data.tasks.c4_study")  # registers on import
     study = load_config_file(CONFIG.with_name("objective_study_c4.py"))
-    assert study.pretrain.model.size == "base" and study.pretrain.data.task_modules == ("t5x_tl.data.c4_study_tasks",)
+    assert study.pretrain.model.size == "base" and study.pretrain.data.task_modules == ("t5x_tl.data.tasks.c4_study",)
     for objective in study.objectives:
         assert objective_study.pretraining_task(study, objective) == f"c4_{objective}"
     with tfds.testing.mock_data(num_examples=2):

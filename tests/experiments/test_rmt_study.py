@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from short_jobs import overridden, shorten
+from short_jobs import overridden, shorten, stop_and_continue
 
 from t5x_tl.config import load_config_file
 from t5x_tl.errors import UserError
@@ -77,6 +77,12 @@ def test_a_rerun_reuses_finished_runs_and_redoes_a_deleted_one(finished):
     rmt_study.run_study(_study(), finished)
     assert result.exists()
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_a_stopped_run_stops_the_study_and_the_same_call_continues_it(finished):
+    run_dir = finished / "runs" / "memorize" / "rmt" / "seed0"
+    before, after = stop_and_continue(lambda: rmt_study.run_study(_study(), finished), finished, run_dir)
+    assert after == before
 
 
 def test_donors_are_the_next_row_of_each_batch():

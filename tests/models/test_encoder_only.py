@@ -12,6 +12,7 @@ from flax import nnx
 from t5x_tl.errors import UserError
 from t5x_tl.models.encoder_only import EncoderOnly
 from t5x_tl.models.hf_convert import config_from_hf, load_hf_directory, params_from_hf, save_hf_directory
+from t5x_tl.models.kinds import DECODER_ONLY, ENCODER_ONLY
 from t5x_tl.models.sizes import t5_config
 
 VOCAB = 80
@@ -32,7 +33,7 @@ def _hidden(model: torch.nn.Module, tokens: np.ndarray) -> np.ndarray:
 
 def _ours(state_dict: dict, hf_config: dict) -> EncoderOnly:
     cfg = config_from_hf(hf_config, dropout_rate=0.0)
-    params = params_from_hf({k: v.numpy() for k, v in state_dict.items()}, cfg, kind="encoder_only")
+    params = params_from_hf({k: v.numpy() for k, v in state_dict.items()}, cfg, kind=ENCODER_ONLY)
     graphdef, _ = nnx.split(EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(0)))
     return nnx.merge(graphdef, params)
 
@@ -63,10 +64,10 @@ def test_export_loads_as_t5_encoder_model_and_round_trips(tmp_path):
     cfg = config_from_hf({**HF, "model_type": "t5", "tie_word_embeddings": False}, dropout_rate=0.0)
     ours = EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(2))
     params = nnx.to_pure_dict(nnx.state(ours, nnx.Param))
-    save_hf_directory(tmp_path, cfg, params, kind="encoder_only")
+    save_hf_directory(tmp_path, cfg, params, kind=ENCODER_ONLY)
     loaded = transformers.T5EncoderModel.from_pretrained(tmp_path).eval()
     _assert_close(ours.encode(jnp.asarray(_inputs())), _hidden(loaded, _inputs()))
-    _, params_back = load_hf_directory(tmp_path, kind="encoder_only")
+    _, params_back = load_hf_directory(tmp_path, kind=ENCODER_ONLY)
     stacked = params["encoder"]["layers"]["stacked"]["mlp"]["wo"]
     np.testing.assert_array_equal(params_back["encoder"]["layers"]["stacked"]["mlp"]["wo"], np.asarray(stacked))
 
@@ -74,7 +75,7 @@ def test_export_loads_as_t5_encoder_model_and_round_trips(tmp_path):
 def test_no_decoder_only_conversion():
     cfg = t5_config("tiny", VOCAB)
     with pytest.raises(UserError, match="no T5-family decoder_only model"):
-        params_from_hf({}, cfg, kind="decoder_only")
+        params_from_hf({}, cfg, kind=DECODER_ONLY)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from flax import nnx
 from t5x_tl.models import decoding
 from t5x_tl.models.encoder_only import EncoderOnly
 from t5x_tl.models.hf_convert import config_from_hf, params_from_hf
-from t5x_tl.models.kinds import build_model
-from t5x_tl.models.rmt import RecurrentMemory
+from t5x_tl.models.kinds import ENCODER_ONLY, model_kind
+from t5x_tl.models.rmt import RecurrentEncoder, RecurrentEncoderDecoder, RecurrentMemory
 from t5x_tl.models.segments import MemoryConfig, merge, split
 from t5x_tl.models.sizes import t5_config
 
@@ -31,17 +31,19 @@ def _tokens(rows: int = 2, length: int = 18, seed: int = 0) -> np.ndarray:
 
 
 def _model(kind: str = "encoder_decoder", memory: MemoryConfig = MEMORY, **options) -> RecurrentMemory:
-    return build_model(kind, CFG, nnx.Rngs(0), memory, **options)
+    model = model_kind(kind).build(CFG, nnx.Rngs(0), memory, **options)
+    model.kind_name = kind  # what _with and _call dispatch on
+    return model
 
 
 def _with(model: RecurrentMemory, **changes) -> RecurrentMemory:
     """The same parameters under other (non-shape) memory settings."""
-    twin = _model(model.kind, dataclasses.replace(model.memory_config, **changes))
+    twin = _model(model.kind_name, dataclasses.replace(model.memory_config, **changes))
     return nnx.merge(nnx.split(twin)[0], nnx.split(model)[1])
 
 
 def _call(model, tokens, targets=None, **controls) -> np.ndarray:
-    if model.kind == "encoder_decoder":
+    if isinstance(model, RecurrentEncoderDecoder):
         targets = targets if targets is not None else np.arange(2, 6, dtype=np.int32)[None].repeat(len(tokens), 0)
         return np.asarray(model(tokens, targets, **controls))
     return np.asarray(model(tokens, **controls))
@@ -185,16 +187,16 @@ def test_a_hugging_face_t5_encoder_gets_memory_without_new_layers():
     torch.manual_seed(0)
     hf = transformers.T5EncoderModel(hf_config).eval()
     cfg = config_from_hf(hf_config.to_dict(), dropout_rate=0.0)
-    params = params_from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, cfg, kind="encoder_only")
+    params = params_from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, cfg, kind=ENCODER_ONLY)
     graphdef, _ = nnx.split(EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(0)))
     backbone = nnx.merge(graphdef, params)
     tokens = _tokens(2, 12)
     with torch.no_grad():
         expected = hf(input_ids=torch.tensor(tokens)).last_hidden_state.numpy()
-    single = RecurrentMemory(backbone, "encoder_only", MemoryConfig(12, 0, 1), rngs=nnx.Rngs(1))
+    single = RecurrentEncoder(backbone, MemoryConfig(12, 0, 1), rngs=nnx.Rngs(1))
     _, (hidden, _), _, _ = single.encode(tokens)
     np.testing.assert_allclose(np.asarray(hidden), expected, rtol=1e-4, atol=1e-5)
-    recurrent = RecurrentMemory(backbone, "encoder_only", MemoryConfig(4, 2, 3), rngs=nnx.Rngs(1))
+    recurrent = RecurrentEncoder(backbone, MemoryConfig(4, 2, 3), rngs=nnx.Rngs(1))
     memory, (hidden, _), _, _ = recurrent.encode(tokens)
     assert memory.shape == (2, 2, 32) and hidden.shape == (2, 6, 32)
     assert set(nnx.to_pure_dict(nnx.state(recurrent, nnx.Param))) == {"backbone", "memory"}

@@ -8,9 +8,9 @@ import pytest
 from flax import nnx
 
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import PREFIX_LM, model_kind
 from t5x_tl.models.segments import MemoryConfig
-from t5x_tl.train.flops import forward_flops, memory_forward_flops, peak_flops_per_device, train_step_flops
+from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 
 S, T, B = 64, 32, 2
 
@@ -21,7 +21,7 @@ def _config(feed_forward_proj: str) -> T5Config:
 
 
 def _xla_flops(kind: str, cfg: T5Config, memory: MemoryConfig | None = None) -> float:
-    model = build_model(kind, cfg, nnx.Rngs(0), memory)
+    model = model_kind(kind).build(cfg, nnx.Rngs(0), memory)
     graphdef, params = nnx.split(model)
     ids = lambda n: jnp.ones((B, n), jnp.int32)
 
@@ -40,7 +40,7 @@ def _xla_flops(kind: str, cfg: T5Config, memory: MemoryConfig | None = None) -> 
 @pytest.mark.parametrize("feed_forward_proj", ["gated-gelu", "relu"])
 def test_matmul_flops_account_for_what_xla_counts(kind, feed_forward_proj):
     cfg = _config(feed_forward_proj)
-    ours = B * forward_flops(cfg, kind, S, T)
+    ours = B * model_kind(kind).forward_flops(cfg, S, T)
     xla = _xla_flops(kind, cfg)
     assert 0.97 * xla <= ours <= xla, (ours, xla)  # XLA also counts norms, softmax and activations
 
@@ -51,7 +51,7 @@ def test_memory_flops_count_every_segment_at_its_full_length(kind):
     cfg = _config("gated-gelu")
     memory = MemoryConfig(segment_size=16, memory_size=4, max_segments=4, scan=False)
     length = T if kind == "decoder_only" else S  # decoder-only segments its targets, the others their inputs
-    ours = B * memory_forward_flops(cfg, kind, memory, S, T)
+    ours = B * model_kind(kind).forward_flops(cfg, S, T, memory)
     xla = _xla_flops(kind, cfg, memory)
     assert memory.num_segments(length) == (2 if kind == "decoder_only" else 4)
     assert 0.95 * xla <= ours <= xla, (ours, xla)
@@ -59,7 +59,7 @@ def test_memory_flops_count_every_segment_at_its_full_length(kind):
 
 def test_a_training_step_is_three_forward_passes():
     cfg = _config("gated-gelu")
-    assert train_step_flops(cfg, 8, S, T, "prefix_lm") == 3 * 8 * forward_flops(cfg, "prefix_lm", S, T)
+    assert train_step_flops(cfg, 8, S, T, PREFIX_LM) == 3 * 8 * PREFIX_LM.forward_flops(cfg, S, T)
 
 
 def test_peaks_are_reported_only_where_known():

@@ -8,7 +8,7 @@ import jax
 from flax import nnx
 
 from t5x_tl.config import DEFAULT_RULES
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.train import partitioning
 from t5x_tl.train.model_info import parameter_table
@@ -17,7 +17,7 @@ from t5x_tl.train.state import abstract_model
 
 def test_table_shows_each_parameter_sharded_by_the_rules():
     cfg = t5_config("tiny", 384)
-    _, params = abstract_model(lambda rngs: build_model("encoder_decoder", cfg, rngs))
+    _, params = abstract_model(lambda rngs: ENCODER_DECODER.build(cfg, rngs))
     table = parameter_table(params, DEFAULT_RULES, partitioning.make_mesh(2, 2)).splitlines()
     rows = {line.split()[0]: line for line in table[2:-1]}
     assert len(rows) == len(jax.tree.leaves(nnx.to_pure_dict(params)))
@@ -31,7 +31,7 @@ def test_table_shows_each_parameter_sharded_by_the_rules():
 
 def test_fsdp_with_tensor_parallelism_shards_d_model_and_the_heads():
     cfg = t5_config("tiny", 384)
-    _, params = abstract_model(lambda rngs: build_model("encoder_decoder", cfg, rngs))
+    _, params = abstract_model(lambda rngs: ENCODER_DECODER.build(cfg, rngs))
     mesh = partitioning.make_mesh(1, 2, fsdp=2)
     rules = partitioning.resolve_rules("fsdp_tensor_parallel")
     rows = {line.split()[0]: line.split() for line in parameter_table(params, rules, mesh).splitlines()[2:-1]}

@@ -11,7 +11,7 @@ from t5x_tl.config import load_config_file, validate
 from t5x_tl.errors import UserError
 from t5x_tl.eval.checkpoint_eval import evaluate_checkpoint
 from t5x_tl.eval.checkpoint_model import load_model
-from t5x_tl.models.rmt import RecurrentMemory
+from t5x_tl.models.rmt import RecurrentDecoder, RecurrentMemory
 from t5x_tl.train.checkpointing import read_params
 from t5x_tl.train.loop import train
 
@@ -96,4 +96,4 @@ def test_a_decoder_only_rmt_trains_a_language_model_over_segments(tmp_path):
     result = train(cfg, tmp_path / "lm")
     assert result.step == 2 and 0.0 <= result.last_eval["accuracy"] <= 1.0
     _, model = load_model(tmp_path / "lm")
-    assert isinstance(model, RecurrentMemory) and model.kind == "decoder_only"
+    assert isinstance(model, RecurrentDecoder)

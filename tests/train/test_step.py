@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from t5x_tl.config import DEFAULT_RULES
-from t5x_tl.models.kinds import build_model
+from t5x_tl.models.kinds import model_kind
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train import partitioning
@@ -190,13 +190,15 @@ def _kind_batch(kind: str) -> dict[str, np.ndarray]:
 )
 def test_every_model_kind_trains(kind, dtype):
     cfg = dataclasses.replace(CFG, dtype=dtype, param_dtype=dtype)
-    make = lambda rngs: build_model(kind, cfg, rngs)
+    make = lambda rngs: model_kind(kind).build(cfg, rngs)
     mesh = partitioning.make_mesh(2, 2)
     optimizer = optax.adam(3e-3)
     shardings = state_shardings(make, optimizer, mesh, DEFAULT_RULES)
     state = init_train_state(make, optimizer, shardings, seed=0)
     graphdef, _ = abstract_model(make)
-    step = jax.jit(make_train_step(graphdef, optimizer, lambda _: 3e-3, 1e-4, 0, kind), out_shardings=(shardings, None))
+    step = jax.jit(
+        make_train_step(graphdef, optimizer, lambda _: 3e-3, 1e-4, 0, model_kind(kind)), out_shardings=(shardings, None)
+    )
     batch = _batch() if kind == "encoder_decoder" else _kind_batch(kind)
     losses = []
     with jax.set_mesh(mesh):

@@ -12,6 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
+from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train.state import TrainState
@@ -81,14 +82,14 @@ def test_l2_and_kl_penalties_pull_the_two_models_together():
 def test_penalties_equal_their_definitions():
     graphdef, params = nnx.split(_factory(nnx.Rngs(0)), nnx.Param)
     pair = pair_params(nnx.to_pure_dict(params), ())
-    assert float(penalty_value(graphdef, "encoder_decoder", Coupling((), "l2", 1.0), pair, ())) == 0.0
+    assert float(penalty_value(graphdef, ENCODER_DECODER, Coupling((), "l2", 1.0), pair, ())) == 0.0
     pair["tasks"][1]["lm_head"] = pair["tasks"][1]["lm_head"] + 0.5
     expected = 0.25 * pair["tasks"][1]["lm_head"].size
-    l2 = float(penalty_value(graphdef, "encoder_decoder", Coupling((), "l2", 1.0), pair, ()))
+    l2 = float(penalty_value(graphdef, ENCODER_DECODER, Coupling((), "l2", 1.0), pair, ()))
     assert l2 == pytest.approx(expected, rel=1e-5)
     batch = next(_batches(2, 0))
     batch["decoder_loss_weights"][:, 6:] = 0  # padding positions do not count
-    kl = float(penalty_value(graphdef, "encoder_decoder", Coupling((), "kl", 1.0), pair, (batch,)))
+    kl = float(penalty_value(graphdef, ENCODER_DECODER, Coupling((), "kl", 1.0), pair, (batch,)))
     models = [nnx.merge(graphdef, task_params(pair, t)) for t in (0, 1)]
     logits = [np.asarray(m(batch["encoder_input_tokens"], batch["decoder_input_tokens"]), np.float64) for m in models]
     log_p = [x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
