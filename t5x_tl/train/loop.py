@@ -106,7 +106,7 @@ def train(cfg: ConfigDict, workdir: str | Path, trainee: Trainee = ONE_MODEL) ->
         with jax.set_mesh(job.mesh), logging_redirect_tqdm():
             if start == 0:
                 last_eval = _validate(0, eval_step, state.params, eval_batches, writer)
-            progress = _progress(cfg, job, writer, start)
+            progress = _progress(cfg, job, trainee, writer, start)
             while step < cfg.train.steps and stop.signal is None:
                 state, metrics = train_step(state, global_batch(next(batches), job.data_sharding))
                 step += 1
@@ -140,11 +140,11 @@ def _validate(
     return metrics
 
 
-def _progress(cfg: ConfigDict, job: Job, writer: MetricWriter, start: int) -> LaggedProgress:
-    """The progress bar from ``start`` and the train metrics it logs, with tokens/s and MFU."""
+def _progress(cfg: ConfigDict, job: Job, trainee: Trainee, writer: MetricWriter, start: int) -> LaggedProgress:
+    """The progress bar from ``start`` and the train metrics it logs, with tokens/s and MFU of every model."""
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     spec, model = job.spec, job.model
-    flops_per_step = train_step_flops(
+    flops_per_step = trainee.models_per_step * train_step_flops(
         model.config, cfg.data.batch_size, spec.inputs_length, job.targets_length, model.kind, model.memory
     )
     peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype, cfg.train.peak_flops_per_device)
@@ -153,7 +153,7 @@ def _progress(cfg: ConfigDict, job: Job, writer: MetricWriter, start: int) -> La
         bar,
         log_every=cfg.train.log_every,
         last_step=cfg.train.steps,
-        tokens_per_step=cfg.data.batch_size * spec.tokens_per_example(),
+        tokens_per_step=trainee.models_per_step * cfg.data.batch_size * spec.tokens_per_example(),
         flops_per_step=flops_per_step,
         peak_flops=peak * jax.device_count() if peak else None,
     )

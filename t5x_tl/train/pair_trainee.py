@@ -64,6 +64,7 @@ class TaskPair:
 
     coupling: Coupling
     second_task: str
+    models_per_step = 2  # each task's model on its own batch (a KL penalty's extra forward passes uncounted)
 
     def layout(self, tree: dict) -> dict:
         try:

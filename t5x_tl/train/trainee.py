@@ -51,6 +51,8 @@ class StepContext:
 
 
 class Trainee(Protocol):
+    models_per_step: int  # models trained on a batch each per step: the loop's tokens/s and MFU count them all
+
     def layout(self, tree: dict) -> dict:
         """The trained tree from one model's parameter tree (of arrays, shapes or shardings alike)."""
         ...
@@ -73,6 +75,8 @@ class Trainee(Protocol):
 @dataclasses.dataclass(frozen=True)
 class OneModel:
     """The job's model on its training stream (or curriculum), with the steps ``t5x_tl-train`` runs."""
+
+    models_per_step = 1
 
     def layout(self, tree: dict) -> dict:
         return one_model(tree)
