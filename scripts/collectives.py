@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from t5x_tl.config import base_config  # noqa: E402
-from t5x_tl.models.kinds import model_kind  # noqa: E402
+from t5x_tl.models.registry import model_kind  # noqa: E402
 from t5x_tl.models.sizes import t5_config  # noqa: E402
 from t5x_tl.platform import compiler_options  # noqa: E402
 from t5x_tl.train import partitioning  # noqa: E402

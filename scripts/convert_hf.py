@@ -1,4 +1,5 @@
-"""Convert between Hugging Face T5 / mT5 / UMT5 model directories and t5x_tl checkpoints.
+"""Convert between Hugging Face model directories (T5 / mT5 / UMT5, and every kind with a twin) and t5x_tl
+checkpoints.
 
 # a training work directory's checkpoint -> config.json + model.safetensors
 python scripts/convert_hf.py export --workdir=/tmp/t5x_tl_pretrain --out=/tmp/hf_model [--step=N]
@@ -14,9 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
+
 from t5x_tl.errors import UserError
-from t5x_tl.models.hf_convert import FULL_MODEL, hf_kinds, load_hf_directory, save_hf_directory
-from t5x_tl.models.kinds import ModelKind, model_kind
+from t5x_tl.models.hf_convert import FULL_MODEL
+from t5x_tl.models.kinds import ModelKind
+from t5x_tl.models.registry import hf_kinds, model_kind
 from t5x_tl.train.checkpoint_record import recorded_model
 from t5x_tl.train.checkpointing import read_params, save_params
 
@@ -25,7 +30,7 @@ def export(workdir: Path, out: Path, step: int | None) -> None:
     step, params, metadata = read_params(workdir / "checkpoints", step)
     model = recorded_model(metadata, workdir / "checkpoints" / str(step))
     cfg, kind = model.config, model.kind
-    save_hf_directory(out, cfg, params, kind)
+    kind.save_hf(out, cfg, params)
     print(f"exported step {step} of {workdir} to {out} (config.json, model.safetensors)")
     if kind.hf_head == FULL_MODEL and not cfg.tie_word_embeddings:
         print("note: transformers 5 warns that lm_head.weight differs from shared.weight, then loads this untied head "
@@ -33,13 +38,11 @@ def export(workdir: Path, out: Path, step: int | None) -> None:
 
 
 def import_(hf_dir: Path, out: Path, kind: ModelKind) -> None:
-    cfg, params = load_hf_directory(hf_dir, kind)
+    cfg, params = kind.load_hf(hf_dir)
     save_params(out, params)
     (out / "model_config.json").write_text(json.dumps({"kind": kind.name, **dataclasses.asdict(cfg)}, indent=2))
-    layers = (
-        f"{cfg.num_encoder_layers}+{cfg.num_decoder_layers}" if kind.hf_head == FULL_MODEL else cfg.num_encoder_layers
-    )
-    print(f"imported {hf_dir} as {kind.name} ({layers} layers, d_model {cfg.d_model}) to {out / 'params'}")
+    count = sum(np.size(leaf) for leaf in jax.tree.leaves(params))
+    print(f"imported {hf_dir} as {kind.name} ({count:,} parameters) to {out / 'params'}")
 
 
 def main() -> int:

@@ -317,8 +317,8 @@ def _memory_limit(device: jax.Device) -> int | None:
 def check_parity(plan: Plan, cpu: jax.Device, accelerator: jax.Device, report: Report, budget: Budget) -> None:
     """Loss, logits and gradients of one T5 v1.1 on the CPU and on ``accelerator``, float32 and bfloat16."""
     from t5x_tl.models.attention import resolve_attention_impl
-    from t5x_tl.models.kinds import ENCODER_DECODER
     from t5x_tl.models.sizes import padded_vocab_size, t5_config
+    from t5x_tl.models.t5_kinds import ENCODER_DECODER
     from t5x_tl.train.losses import token_losses
     from t5x_tl.train.state import abstract_model
 
@@ -595,7 +595,7 @@ def build_train_step(job: MfuJob, plan: Plan, device: jax.Device) -> TrainStepBu
     """``t5x_tl.train.loop.train``'s optimizer, state shardings, initialisation and jitted step for the main job's
     config at ``job``'s size, bfloat16 activations and float32 parameters, on a one-device data-parallel mesh."""
     from t5x_tl.config import load_config_file, model_config, validate
-    from t5x_tl.models.kinds import model_kind
+    from t5x_tl.models.registry import model_kind
     from t5x_tl.platform import compiler_options
     from t5x_tl.train import partitioning
     from t5x_tl.train.optimizers import learning_rate_schedule, make_optimizer

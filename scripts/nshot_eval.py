@@ -26,7 +26,7 @@ from t5x_tl.eval.checkpoint_model import load_model
 from t5x_tl.eval.prompts import Template
 from t5x_tl.eval.scoring import Scorer
 from t5x_tl.models.hf_convert import load_hf_directory
-from t5x_tl.models.kinds import ENCODER_DECODER
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.train.state import abstract_model
 
 

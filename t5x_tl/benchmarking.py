@@ -20,8 +20,8 @@ import optax
 from flax import nnx
 
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.segments import MemoryConfig
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.platform import compiler_options
 from t5x_tl.train.state import TrainState
 from t5x_tl.train.step import make_train_step

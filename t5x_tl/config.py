@@ -17,11 +17,11 @@ from ml_collections import ConfigDict
 from t5x_tl.data.curriculum.strategies import STRATEGIES, PlateauRule
 from t5x_tl.errors import UserError
 from t5x_tl.models.attention import ATTENTION_IMPLS
-from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import MODEL_KINDS, model_kind
+from t5x_tl.models.kinds import ModelConfig, ModelSettings
+from t5x_tl.models.registry import MODEL_KINDS, model_kind
 from t5x_tl.models.segments import ALIGNMENTS, MemoryConfig
 from t5x_tl.models.sharding import RULE_PRESETS
-from t5x_tl.models.sizes import T5_1_1_SIZES, padded_vocab_size, t5_config
+from t5x_tl.models.sizes import padded_vocab_size
 from t5x_tl.models.stack import REMAT_POLICIES
 
 HOST_SHARDINGS = ("auto", "source", "examples")  # see data.host_sharding below
@@ -199,7 +199,7 @@ def validate(cfg: ConfigDict) -> ConfigDict:
     if missing:
         raise UserError(f"config is missing keys {missing}; start job configs from t5x_tl.config.base_config()")
     _one_of(flat, "model.kind", tuple(MODEL_KINDS))
-    _one_of(flat, "model.size", T5_1_1_SIZES)
+    _one_of(flat, "model.size", model_kind(flat["model.kind"]).sizes())
     _one_of(flat, "model.remat_policy", REMAT_POLICIES)
     _one_of(flat, "model.attention_impl", ATTENTION_IMPLS)
     _check(
@@ -284,19 +284,17 @@ def memory_config(cfg: ConfigDict) -> MemoryConfig | None:
     return memory
 
 
-def model_config(cfg: ConfigDict, vocab_size: int) -> T5Config:
+def model_config(cfg: ConfigDict, vocab_size: int) -> ModelConfig:
     """The job's model for a vocabulary of ``vocab_size`` entries (padded as T5X pads it). Here, free of SeqIO and
     TensorFlow, so that tools without them (``scripts/gpu_check.py``) build the model the loop trains."""
-    return t5_config(
-        cfg.model.size,
-        padded_vocab_size(vocab_size),
-        dropout_rate=cfg.model.dropout_rate,
-        dtype=cfg.model.dtype,
-        param_dtype=cfg.model.param_dtype,
-        scan_layers=cfg.model.scan_layers,
-        remat_policy=cfg.model.remat_policy,
-        attention_impl=cfg.model.attention_impl,
+    model = cfg.model
+    settings = ModelSettings(
+        model.dropout_rate, model.dtype, model.param_dtype, model.scan_layers, model.remat_policy, model.attention_impl
     )
+    try:
+        return model_kind(model.kind).make_config(model.size, padded_vocab_size(vocab_size), settings)
+    except ValueError as error:
+        raise UserError(f"config.model: {error}") from error
 
 
 def _validate_rmt(flat: dict) -> None:

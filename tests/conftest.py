@@ -51,6 +51,7 @@ def pytest_configure(config) -> None:
 _USER_TASK_MODULE = """
 import seqio, tensorflow as tf
 from t5x_tl.data.tasks.builtin import register_span_corruption
+from t5x_tl.data.tasks.pretraining import register_causal_lm_task, register_objective_tasks
 
 TEXTS = [f"document {i}: " + " ".join(f"word{j % 17}" for j in range(i, i + 300)) for i in range(40)]
 source = seqio.FunctionDataSource(
@@ -58,12 +59,15 @@ source = seqio.FunctionDataSource(
     splits=("train", "validation"),
 )
 register_span_corruption("user_bytes_span_corruption", source, seqio.ByteVocabulary(extra_ids=100))
+register_objective_tasks("user_bytes", source, seqio.ByteVocabulary(extra_ids=100))  # user_bytes_bert_style_d15, ...
+register_causal_lm_task("user_bytes", source, seqio.ByteVocabulary(extra_ids=100))  # user_bytes_causal_lm
 """
 
 
 @pytest.fixture
 def user_tasks(tmp_path, monkeypatch) -> str:
-    """The name of an importable user module registering ``user_bytes_span_corruption`` (bytes, 40 documents)."""
+    """The name of an importable user module registering ``user_bytes_span_corruption`` and every objective task
+    (``user_bytes_bert_style_d15``, ...) and ``user_bytes_causal_lm`` over 40 documents in bytes."""
     (tmp_path / "user_tasks.py").write_text(_USER_TASK_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "user_tasks"

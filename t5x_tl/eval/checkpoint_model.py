@@ -7,7 +7,7 @@ from pathlib import Path
 from flax import nnx
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.kinds import MODEL_KINDS
+from t5x_tl.models.registry import MODEL_KINDS
 from t5x_tl.train.checkpoint_record import recorded_model
 from t5x_tl.train.checkpointing import read_params
 from t5x_tl.train.state import abstract_model

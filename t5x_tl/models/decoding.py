@@ -29,13 +29,14 @@ from flax import nnx
 
 from t5x_tl.models.blocks import Cache
 from t5x_tl.models.decoder_only import DecoderOnly
+from t5x_tl.models.gpt2.model import GPT2LMHeadModel
 from t5x_tl.models.t5 import EncoderDecoder
 
 EOS_ID = 1
 _NEG_INF = -1e9
 
 Picker = Callable[[jax.Array, jax.Array], jax.Array]  # (logits B x V float32, key) -> tokens B
-Model = EncoderDecoder | DecoderOnly
+Model = EncoderDecoder | DecoderOnly | GPT2LMHeadModel
 LengthPenaltyStyle = Literal["gnmt", "hf"]
 # (step, tokens, logits, cache, done, key) of the sampling loop
 _SampleState = tuple[jax.Array, jax.Array, jax.Array, Cache, jax.Array, jax.Array]
@@ -243,10 +244,10 @@ def beam_search(
 def score(model: Model, prompts_BxS: jax.Array, targets_BxT: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Log-likelihood of given targets (padding 0 ignored, EOS counted): (sum, per-token mean) per example.
 
-    A decoder-only model reads the prompt as its prefix: ``[0, prompt, targets]`` (bidirectional prompt for a
-    prefix LM), and the targets are scored after it.
+    A decoder-only model (one with ``prompt_attention``) reads the prompt as its prefix: ``[0, prompt, targets]``
+    (bidirectional prompt for a prefix LM), and the targets are scored after it.
     """
-    if isinstance(model, DecoderOnly):
+    if hasattr(model, "prompt_attention"):
         prefix, segments, causal_attention = model.prompt_attention(prompts_BxS)
         sequence = jnp.concatenate([prefix, targets_BxT[:, :-1]], axis=1)
         segments = jnp.pad(segments, ((0, 0), (0, targets_BxT.shape[1] - 1)), constant_values=1)

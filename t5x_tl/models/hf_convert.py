@@ -8,6 +8,7 @@ torch ``state_dict``), so neither torch nor transformers is needed here. Mismatc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -20,8 +21,9 @@ from flax import nnx
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import ENCODER_DECODER, MODEL_KINDS, ModelKind
+from t5x_tl.models.encoder_only import EncoderOnly
 from t5x_tl.models.layers import ACTIVATIONS, parse_feed_forward
+from t5x_tl.models.t5 import EncoderDecoder
 
 Path_ = tuple[str | int, ...]
 HF_MODEL_TYPES = ("t5", "mt5", "umt5")
@@ -40,18 +42,15 @@ log = logging.getLogger("t5x_tl")
 
 
 Row = tuple[Path_, int | None, str, str]  # our path, layer index in the stacked array (or None), HF name, layout
-FULL_MODEL = "ForConditionalGeneration"  # a kind's ``hf_head``: the whole T5; any other is T5's encoder
+# The T5 classes converted (``T5`` or ``UMT5`` + head): the whole model, or its encoder (Hugging Face has no
+# T5-family decoder-only model).
+FULL_MODEL, ENCODER = "ForConditionalGeneration", "EncoderModel"
 
 
-def hf_kinds() -> tuple[str, ...]:
-    """The registered kinds that have a Hugging Face twin (it has no T5-family decoder-only model)."""
-    return tuple(name for name, kind in MODEL_KINDS.items() if kind.hf_head)
-
-
-def _has_decoder(kind: ModelKind) -> bool:
-    if not kind.hf_head:
-        raise UserError(f"Hugging Face has no T5-family {kind.name} model; t5x_tl converts {hf_kinds()}")
-    return kind.hf_head == FULL_MODEL
+def _has_decoder(head: str) -> bool:
+    if head not in (FULL_MODEL, ENCODER):
+        raise ValueError(f"unknown T5 head {head!r}; choose {FULL_MODEL!r} or {ENCODER!r}")
+    return head == FULL_MODEL
 
 
 def _attention_rows(ours: Path_, hf: str) -> list[tuple[Path_, str, str]]:
@@ -99,14 +98,14 @@ def _stack_rows(cfg: T5Config, stack: str, num_layers: int, layer_rows: list[tup
     return rows
 
 
-def name_table(cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> list[Row]:
-    """Every parameter of a ``kind`` model: our path, layer index, its Hugging Face name, and the layouts' difference.
+def name_table(cfg: T5Config, head: str = FULL_MODEL) -> list[Row]:
+    """Every parameter of a ``head`` model: our path, layer index, its Hugging Face name, and the layouts' difference.
 
     An encoder-only model is the encoder of a T5 checkpoint (``T5EncoderModel``), without an output layer.
     """
     rows: list[Row] = [(("token_embed", "embedding"), None, "shared.weight", "copy")]
     rows += _stack_rows(cfg, "encoder", cfg.num_encoder_layers, _encoder_layer_rows(cfg))
-    if _has_decoder(kind):
+    if _has_decoder(head):
         rows += _stack_rows(cfg, "decoder", cfg.num_decoder_layers, _decoder_layer_rows(cfg))
         if not cfg.tie_word_embeddings:
             rows.append((("lm_head",), None, "lm_head.weight", "dense"))
@@ -151,9 +150,9 @@ def _get(tree: Mapping, path: Path_) -> Any:
     return tree
 
 
-def _parameter_shapes(cfg: T5Config, kind: ModelKind) -> dict:
-    options = {} if _has_decoder(kind) else {"token_head": False}
-    model = nnx.eval_shape(lambda: kind.build(cfg, nnx.Rngs(0), **options))
+def _parameter_shapes(cfg: T5Config, head: str) -> dict:
+    model_class = EncoderDecoder if _has_decoder(head) else functools.partial(EncoderOnly, token_head=False)
+    model = nnx.eval_shape(lambda: model_class(cfg, rngs=nnx.Rngs(0)))
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
@@ -163,14 +162,14 @@ def _distinct_head(hf: Mapping[str, np.ndarray]) -> bool:
     return head is not None and shared is not None and not np.array_equal(head, shared)
 
 
-def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict:
-    """A pure parameter dict for a ``kind`` model; raises listing every missing, extra or misshaped tensor.
+def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, head: str = FULL_MODEL) -> dict:
+    """A pure parameter dict for a ``head`` model; raises listing every missing, extra or misshaped tensor.
 
-    Shapes are checked in Hugging Face's layout, before any reshape. For a kind without a decoder (encoder-only)
+    Shapes are checked in Hugging Face's layout, before any reshape. For the encoder head (``T5EncoderModel``)
     the decoder and output tensors of a full T5 checkpoint are skipped (logged).
     """
-    table = name_table(cfg, kind)
-    decoder = _has_decoder(kind)
+    table = name_table(cfg, head)
+    decoder = _has_decoder(head)
     problems: list[str] = []
     if decoder and "shared.weight" in hf:
         if not cfg.tie_word_embeddings and "lm_head.weight" not in hf:
@@ -193,7 +192,7 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: ModelKind 
             log.info("Encoder-only import: skipped %d decoder and output tensors of the checkpoint", len(skipped))
     problems += [f"missing tensor {name}" for name in sorted(expected - set(hf))]
     problems += [f"unexpected tensor {name}" for name in sorted(set(hf) - expected - ignorable)]
-    shapes = _parameter_shapes(cfg, kind)
+    shapes = _parameter_shapes(cfg, head)
     layers: dict[Path_, dict[int, np.ndarray]] = {}
     params: dict = {}
     for path, index, hf_name, layout in table:
@@ -215,10 +214,10 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, kind: ModelKind 
     return params
 
 
-def params_to_hf(params: Mapping, cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict[str, np.ndarray]:
+def params_to_hf(params: Mapping, cfg: T5Config, head: str = FULL_MODEL) -> dict[str, np.ndarray]:
     """Flat Hugging Face state dict (numpy) for our parameters."""
     out = {}
-    for path, index, hf_name, layout in name_table(cfg, kind):
+    for path, index, hf_name, layout in name_table(cfg, head):
         array = np.asarray(_get(params, path))
         out[hf_name] = np.ascontiguousarray(_to_hf(array if index is None else array[index], layout, cfg))
     return out
@@ -300,12 +299,12 @@ def _scales_outputs(hf: Mapping[str, Any], model_type: str) -> bool:
     return hf.get("tie_word_embeddings") is not False
 
 
-def config_to_hf(cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict[str, Any]:
+def config_to_hf(cfg: T5Config, head: str = FULL_MODEL) -> dict[str, Any]:
     """A ``config.json`` dict that transformers loads as the same architecture."""
     family = "UMT5" if cfg.per_layer_relative_bias else "T5"
-    _has_decoder(kind)  # refuses a kind without a Hugging Face twin
+    _has_decoder(head)  # refuses an unknown head
     return {
-        "architectures": [family + kind.hf_head],
+        "architectures": [family + head],
         "model_type": "umt5" if cfg.per_layer_relative_bias else "t5",
         "vocab_size": cfg.vocab_size,
         "d_model": cfg.d_model,
@@ -327,7 +326,7 @@ def config_to_hf(cfg: T5Config, kind: ModelKind = ENCODER_DECODER) -> dict[str, 
     }
 
 
-def load_hf_directory(directory: Path, kind: ModelKind = ENCODER_DECODER) -> tuple[T5Config, dict]:
+def load_hf_directory(directory: Path, head: str = FULL_MODEL) -> tuple[T5Config, dict]:
     """Reads ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) into our config and params."""
     config_path = directory / "config.json"
     if not config_path.is_file():
@@ -343,12 +342,12 @@ def load_hf_directory(directory: Path, kind: ModelKind = ENCODER_DECODER) -> tup
     except UserError as error:
         raise UserError(f"{config_path}: {error}") from None
     tensors = _read_tensors(directory)
-    if _has_decoder(kind) and cfg.tie_word_embeddings and _distinct_head(tensors):
+    if _has_decoder(head) and cfg.tie_word_embeddings and _distinct_head(tensors):
         # transformers keeps a distinct lm_head.weight and still scales the decoder output: that is an untied head
         # with the scale folded in.
         cfg = dataclasses.replace(cfg, tie_word_embeddings=False)
         tensors["lm_head.weight"] = tensors["lm_head.weight"] * np.float32(cfg.d_model**-0.5)
-    return cfg, params_from_hf(tensors, cfg, kind)
+    return cfg, params_from_hf(tensors, cfg, head)
 
 
 def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
@@ -385,11 +384,11 @@ def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
     raise UserError(f"{directory} has neither *.safetensors nor pytorch_model.bin weights")
 
 
-def save_hf_directory(directory: Path, cfg: T5Config, params: Mapping, kind: ModelKind = ENCODER_DECODER) -> None:
+def save_hf_directory(directory: Path, cfg: T5Config, params: Mapping, head: str = FULL_MODEL) -> None:
     """Writes ``config.json`` and ``model.safetensors`` that ``from_pretrained`` loads."""
     from safetensors.numpy import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg, kind), indent=2))
-    tensors = {name: array.astype(np.float32) for name, array in params_to_hf(params, cfg, kind).items()}
+    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg, head), indent=2))
+    tensors = {name: array.astype(np.float32) for name, array in params_to_hf(params, cfg, head).items()}
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -22,7 +22,7 @@ from t5x_tl.config import base_config, model_config, validate
 from t5x_tl.data.features import FeatureLayout
 from t5x_tl.data.pipeline import BatchSpec
 from t5x_tl.errors import UserError
-from t5x_tl.models.kinds import model_kind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.models.sizes import T5_1_1_SIZES, padded_vocab_size
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpoint_record import ModelSpec

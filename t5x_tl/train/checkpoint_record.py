@@ -14,8 +14,8 @@ from pathlib import Path
 from flax import nnx
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import ModelKind, model_kind
+from t5x_tl.models.kinds import ModelConfig, ModelKind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.models.segments import MemoryConfig
 
 
@@ -25,7 +25,7 @@ class ModelSpec:
     records, so that training, restoring and evaluating build the same model."""
 
     kind: ModelKind
-    config: T5Config
+    config: ModelConfig
     memory: MemoryConfig | None = None
 
     def build(self, rngs: nnx.Rngs) -> nnx.Module:
@@ -34,7 +34,7 @@ class ModelSpec:
     def signature(self) -> dict:
         """What fixes the parameter tree: a checkpoint restores only onto an equal one."""
         extra = {} if self.memory is None else {"rmt_memory_size": self.memory.memory_size}
-        return {"kind": self.kind.name, **self.config.shape_signature(), **extra}
+        return {"kind": self.kind.name, **self.kind.shape_signature(self.config), **extra}
 
     def record(self, signature: dict | None = None) -> dict:
         """The model's part of every step's metadata, enough to rebuild it (see :func:`recorded_model`); with the
@@ -68,8 +68,7 @@ def recorded_data_state(metadata: dict, step: int) -> dict:
 
 def recorded_model(metadata: dict, checkpoint: Path) -> ModelSpec:
     """The model a step (at ``checkpoint``, named in errors) records; an encoder-decoder when older ones name no
-    kind. The attention kernel is the machine's choice, not the checkpoint's (one trained with cuDNN evaluates on
-    a CPU), so it is "auto" whatever was trained with."""
+    kind; the kind reads its config for this machine (:meth:`ModelKind.config_from_record`)."""
     if "model_config" not in metadata:
         raise UserError(f"checkpoint {checkpoint} does not record its model config")
     name = metadata.get("model", {}).get("kind", "encoder_decoder")
@@ -77,6 +76,6 @@ def recorded_model(metadata: dict, checkpoint: Path) -> ModelSpec:
         kind = model_kind(name)
     except ValueError as error:
         raise UserError(f"checkpoint {checkpoint}: {error} (register that kind before restoring it)") from error
-    config = T5Config(**{**metadata["model_config"], "attention_impl": "auto"})
+    config = kind.config_from_record(metadata["model_config"])
     memory = MemoryConfig(**metadata["memory_config"]) if "memory_config" in metadata else None
     return ModelSpec(kind, config, memory)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import ENCODER_DECODER, ModelKind
+from t5x_tl.models.kinds import ModelKind
 from t5x_tl.models.segments import MemoryConfig
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 
 # Dense bfloat16 matmul peaks per device, from the vendors' data sheets (FLOP/s).
 BFLOAT16_PEAK_FLOPS = {
@@ -41,4 +42,5 @@ def train_step_flops(
     memory: MemoryConfig | None = None,
 ) -> float:
     """Model FLOPs of one training step: three times the forward pass (backward costs twice the forward)."""
-    return 3.0 * batch_size * kind.forward_flops(cfg, inputs_length, targets_length, memory)
+    forward = batch_size * kind.forward_flops(cfg, inputs_length, targets_length, memory) + kind.batch_flops(cfg)
+    return 3.0 * forward

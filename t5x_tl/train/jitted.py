@@ -9,7 +9,7 @@ import optax
 from flax import nnx
 from ml_collections import ConfigDict
 
-from t5x_tl.models.kinds import model_kind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.platform import compiler_options
 from t5x_tl.train import partitioning
 from t5x_tl.train.optimizers import learning_rate_schedule

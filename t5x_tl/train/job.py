@@ -29,7 +29,7 @@ from t5x_tl.data.tasks.pretraining import variants_by_name
 from t5x_tl.data.tasks.text_files import TextFiles, register_text_file_tasks
 from t5x_tl.data.vocabularies import EXTRA_IDS
 from t5x_tl.errors import UserError
-from t5x_tl.models.kinds import model_kind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.train import partitioning
 from t5x_tl.train.checkpoint_record import ModelSpec
 

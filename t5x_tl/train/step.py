@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from t5x_tl.models.kinds import ENCODER_DECODER, Batch, ModelKind
+from t5x_tl.models.kinds import Batch, ModelKind
 from t5x_tl.models.sharding import activation_rules
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.train.losses import token_losses
 from t5x_tl.train.partitioning import Rules
 from t5x_tl.train.state import TrainState

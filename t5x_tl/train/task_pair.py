@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from t5x_tl.models.kinds import ENCODER_DECODER, Batch, ModelKind
+from t5x_tl.models.kinds import Batch, ModelKind
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.train.losses import token_losses
 from t5x_tl.train.state import ModelFactory, TrainState
 from t5x_tl.train.step import Metrics

@@ -11,9 +11,9 @@ from flax import nnx
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.encoder_only import EncoderOnly
-from t5x_tl.models.hf_convert import config_from_hf, load_hf_directory, params_from_hf, save_hf_directory
-from t5x_tl.models.kinds import DECODER_ONLY, ENCODER_ONLY
+from t5x_tl.models.hf_convert import ENCODER, config_from_hf, load_hf_directory, params_from_hf, save_hf_directory
 from t5x_tl.models.sizes import t5_config
+from t5x_tl.models.t5_kinds import DECODER_ONLY
 
 VOCAB = 80
 HF = dict(vocab_size=VOCAB, d_model=32, d_ff=48, num_heads=4, d_kv=8, num_layers=3, feed_forward_proj="gated-gelu")
@@ -33,7 +33,7 @@ def _hidden(model: torch.nn.Module, tokens: np.ndarray) -> np.ndarray:
 
 def _ours(state_dict: dict, hf_config: dict) -> EncoderOnly:
     cfg = config_from_hf(hf_config, dropout_rate=0.0)
-    params = params_from_hf({k: v.numpy() for k, v in state_dict.items()}, cfg, kind=ENCODER_ONLY)
+    params = params_from_hf({k: v.numpy() for k, v in state_dict.items()}, cfg, head=ENCODER)
     graphdef, _ = nnx.split(EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(0)))
     return nnx.merge(graphdef, params)
 
@@ -64,18 +64,20 @@ def test_export_loads_as_t5_encoder_model_and_round_trips(tmp_path):
     cfg = config_from_hf({**HF, "model_type": "t5", "tie_word_embeddings": False}, dropout_rate=0.0)
     ours = EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(2))
     params = nnx.to_pure_dict(nnx.state(ours, nnx.Param))
-    save_hf_directory(tmp_path, cfg, params, kind=ENCODER_ONLY)
+    save_hf_directory(tmp_path, cfg, params, head=ENCODER)
     loaded = transformers.T5EncoderModel.from_pretrained(tmp_path).eval()
     _assert_close(ours.encode(jnp.asarray(_inputs())), _hidden(loaded, _inputs()))
-    _, params_back = load_hf_directory(tmp_path, kind=ENCODER_ONLY)
+    _, params_back = load_hf_directory(tmp_path, head=ENCODER)
     stacked = params["encoder"]["layers"]["stacked"]["mlp"]["wo"]
     np.testing.assert_array_equal(params_back["encoder"]["layers"]["stacked"]["mlp"]["wo"], np.asarray(stacked))
 
 
-def test_no_decoder_only_conversion():
+def test_no_decoder_only_conversion(tmp_path):
     cfg = t5_config("tiny", VOCAB)
-    with pytest.raises(UserError, match="no T5-family decoder_only model"):
-        params_from_hf({}, cfg, kind=DECODER_ONLY)
+    with pytest.raises(UserError, match="Hugging Face has no twin of a decoder_only model"):
+        DECODER_ONLY.load_hf(tmp_path)
+    with pytest.raises(ValueError, match="unknown T5 head 'ForCausalLM'"):
+        params_from_hf({}, cfg, head="ForCausalLM")
 
 
 @pytest.fixture(scope="module")

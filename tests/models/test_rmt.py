@@ -15,8 +15,8 @@ from flax import nnx
 
 from t5x_tl.models import decoding
 from t5x_tl.models.encoder_only import EncoderOnly
-from t5x_tl.models.hf_convert import config_from_hf, params_from_hf
-from t5x_tl.models.kinds import ENCODER_ONLY, model_kind
+from t5x_tl.models.hf_convert import ENCODER, config_from_hf, params_from_hf
+from t5x_tl.models.registry import model_kind
 from t5x_tl.models.rmt import RecurrentEncoder, RecurrentEncoderDecoder, RecurrentMemory
 from t5x_tl.models.segments import MemoryConfig, merge, split
 from t5x_tl.models.sizes import t5_config
@@ -187,7 +187,7 @@ def test_a_hugging_face_t5_encoder_gets_memory_without_new_layers():
     torch.manual_seed(0)
     hf = transformers.T5EncoderModel(hf_config).eval()
     cfg = config_from_hf(hf_config.to_dict(), dropout_rate=0.0)
-    params = params_from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, cfg, kind=ENCODER_ONLY)
+    params = params_from_hf({k: v.numpy() for k, v in hf.state_dict().items()}, cfg, head=ENCODER)
     graphdef, _ = nnx.split(EncoderOnly(cfg, token_head=False, rngs=nnx.Rngs(0)))
     backbone = nnx.merge(graphdef, params)
     tokens = _tokens(2, 12)

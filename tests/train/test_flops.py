@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import PREFIX_LM, model_kind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.models.segments import MemoryConfig
+from t5x_tl.models.t5_kinds import PREFIX_LM
 from t5x_tl.train.flops import peak_flops_per_device, train_step_flops
 
 S, T, B = 64, 32, 2

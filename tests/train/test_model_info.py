@@ -8,8 +8,8 @@ import jax
 from flax import nnx
 
 from t5x_tl.config import DEFAULT_RULES
-from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.sizes import t5_config
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.train import partitioning
 from t5x_tl.train.model_info import parameter_table
 from t5x_tl.train.state import abstract_model

@@ -15,7 +15,8 @@ from t5x_tl.config import base_config, validate
 from t5x_tl.data import features
 from t5x_tl.errors import UserError
 from t5x_tl.models.config import T5Config
-from t5x_tl.models.kinds import MODEL_KINDS, Batch, ModelKind, Prediction, model_kind, register_kind
+from t5x_tl.models.kinds import Batch, ModelKind, ModelSettings, Prediction
+from t5x_tl.models.registry import MODEL_KINDS, model_kind, register_kind
 from t5x_tl.models.segments import MemoryConfig
 from t5x_tl.models.sizes import t5_config
 
@@ -36,6 +37,15 @@ class BagOfInputs(nnx.Module):
 
 @dataclasses.dataclass(frozen=True)
 class BagOfInputsKind(ModelKind):
+    def sizes(self) -> tuple[str, ...]:
+        return ("tiny",)
+
+    def make_config(self, size: str, vocab_size: int, settings: ModelSettings) -> T5Config:
+        return t5_config(size, vocab_size)  # only the vocabulary matters to this model
+
+    def config_from_record(self, record: dict) -> T5Config:
+        return T5Config(**record)
+
     def backbone(self, cfg: T5Config, rngs: nnx.Rngs, **options: Any) -> nnx.Module:
         return BagOfInputs(cfg, rngs)
 

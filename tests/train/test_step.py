@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from t5x_tl.config import DEFAULT_RULES
-from t5x_tl.models.kinds import model_kind
+from t5x_tl.models.registry import model_kind
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
 from t5x_tl.train import partitioning

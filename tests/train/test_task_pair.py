@@ -12,9 +12,9 @@ import optax
 import pytest
 from flax import nnx
 
-from t5x_tl.models.kinds import ENCODER_DECODER
 from t5x_tl.models.sizes import t5_config
 from t5x_tl.models.t5 import EncoderDecoder
+from t5x_tl.models.t5_kinds import ENCODER_DECODER
 from t5x_tl.train.state import TrainState
 from t5x_tl.train.step import make_train_step
 from t5x_tl.train.task_pair import Coupling, pair_params, penalty_value, symmetric_kl, task_params, train_pair

@@ -17,7 +17,7 @@ import seqio
 import tensorflow as tf
 
 from t5x_tl.data.objectives.concatenation import concatenate_documents
-from t5x_tl.data.objectives.preprocessors import objective_preprocessor, objective_variants
+from t5x_tl.data.objectives.preprocessors import objective_preprocessor, objective_variants, split_into_chunks
 from t5x_tl.data.tasks import builtin as tasks
 from t5x_tl.data.tasks.builtin import BuiltinData
 
@@ -73,6 +73,36 @@ def register_objective_tasks(
         tasks.OBJECTIVE_OF_TASK[name] = (objective, params)
         names.append(name)
     return names
+
+
+def causal_lm_chunks(
+    dataset: tf.data.Dataset, sequence_length: Mapping[str, int], output_features: Mapping[str, seqio.Feature]
+) -> tf.data.Dataset:
+    """Causal language modelling (GPT-2's objective): every document cut into targets of ``targets_length - 1``
+    tokens, room left for EOS; a decoder-only model reads them, and packing fills the short tail chunks."""
+    del output_features
+    length = (sequence_length or {}).get("targets")
+    if not isinstance(length, int) or length < 2:
+        raise ValueError(f"causal_lm needs sequence_length['targets'] of at least 2, got {length!r}")
+    return split_into_chunks(dataset, length - 1, "targets")
+
+
+def register_causal_lm_task(
+    source_name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary, *, concatenate: bool = False
+) -> str:
+    """Registers ``<source_name>_causal_lm`` (targets only, for decoder-only kinds); idempotent."""
+    name = f"{source_name}_causal_lm"
+    if name not in seqio.TaskRegistry.names():
+        preprocessors = [
+            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+            seqio.preprocessors.tokenize,
+            *([concatenate_documents] if concatenate else []),
+            causal_lm_chunks,
+            seqio.preprocessors.append_eos_after_trim,
+        ]
+        features = {"targets": seqio.Feature(vocabulary, add_eos=True)}
+        seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors, output_features=features)
+    return name
 
 
 def c4_source() -> seqio.DataSource:
@@ -143,10 +173,12 @@ def builtin_source_name(data: BuiltinData) -> str:
 
 
 def register_builtin_tasks(data: BuiltinData | None = None) -> list[str]:
-    """Every objective x variant over the built-in corpus (registered for the default corpus on import)."""
+    """Every objective x variant over the built-in corpus, and its causal LM task ``builtin_causal_lm``
+    (registered for the default corpus on import)."""
     data = data or tasks.IMPORT_TIME_DATA
-    source = tasks.BuiltinCorpusSource(data)
-    return register_objective_tasks(builtin_source_name(data), source, tasks.builtin_vocabulary(data))
+    source, vocabulary = tasks.BuiltinCorpusSource(data), tasks.builtin_vocabulary(data)
+    register_causal_lm_task(builtin_source_name(data), source, vocabulary)
+    return register_objective_tasks(builtin_source_name(data), source, vocabulary)
 
 
 register_builtin_tasks()

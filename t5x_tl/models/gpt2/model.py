@@ -119,6 +119,12 @@ class GPT2LMHeadModel(GPT2Model):
         )
         return self.logits(hidden)
 
+    def prompt_attention(self, prompts_BxS: jax.Array) -> tuple[jax.Array, jax.Array, None]:
+        """As :meth:`DecoderOnly.prompt_attention` (what :func:`~t5x_tl.models.decoding.score` reads): the prompts
+        after the start token 0, left-aligned, and their segment ids; no prefix, GPT-2 is causal throughout."""
+        tokens, real = left_aligned_with_start(prompts_BxS)
+        return tokens, real.astype(jnp.int32), None
+
     def start_decoding(self, prompts_BxS: jax.Array, max_length: int) -> tuple[jax.Array, Cache, dict, int]:
         """Runs the left-padded prompts through an empty cache; returns the first new token's logits and index.
 

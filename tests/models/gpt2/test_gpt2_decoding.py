@@ -103,3 +103,22 @@ def test_prompts_and_outputs_past_the_last_position_are_refused(pair):
     with pytest.raises(ValueError, match=f"need {room + 9} positions; this GPT-2 has {room + 8}"):
         decoding.greedy_decode(model, prompts, room + 1)
     assert decoding.greedy_decode(model, prompts, room, eos_id=None).shape == (3, room)  # up to the last position
+
+
+def test_scored_targets_equal_transformers_log_likelihood_after_the_prompt(pair):
+    """``decoding.score`` reads GPT-2 as a decoder: ``[0, prompt, targets]``, the targets scored after the prompt."""
+    lm, model = pair
+    prompts = _prompts()
+    targets = np.random.default_rng(9).integers(2, 100, (3, 4))
+    targets[1, 3] = 0  # padding is not scored
+    total, mean = decoding.score(model, jnp.asarray(prompts), jnp.asarray(targets))
+    for row in range(3):
+        prompt = prompts[row][prompts[row] > 0]
+        scored = targets[row][targets[row] > 0]
+        sequence = torch.tensor(np.concatenate([[0], prompt, scored])[None])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(lm(sequence).logits[0].double(), -1).numpy()
+        positions = np.arange(len(prompt), len(prompt) + len(scored))  # each predicts the next token
+        expected = log_probs[positions, scored].sum()
+        np.testing.assert_allclose(float(total[row]), expected, rtol=1e-4)
+        np.testing.assert_allclose(float(mean[row]), expected / len(scored), rtol=1e-4)
