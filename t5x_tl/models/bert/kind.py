@@ -35,34 +35,51 @@ def check_einsum_attention(settings: ModelSettings, family: str) -> None:
         raise ValueError(f"attention_impl={settings.attention_impl!r} applies to T5 kinds; {family} uses einsums")
 
 
+def encoder_fields(size: str, vocab_size: int, settings: ModelSettings, family: str) -> dict[str, Any]:
+    """The config fields BERT-like encoders share, for a named size and a job's settings (pad id 0, the task
+    vocabulary's)."""
+    check_einsum_attention(settings, family)
+    hidden, layers, heads, intermediate = BERT_SIZES[size]
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=intermediate,
+        pad_token_id=0,
+        hidden_dropout=settings.dropout_rate,
+        attention_dropout=settings.dropout_rate,
+        dtype=settings.dtype,
+        param_dtype=settings.param_dtype,
+        scan_layers=settings.scan_layers,
+        remat_policy=settings.remat_policy,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
-class BertKind(ModelKind):
-    model_type: str = "bert"
+class MaskedLMKind(ModelKind):
+    """What BERT-like masked-LM encoders share: the sizes and how the encoder-only layout feeds them."""
 
     def sizes(self) -> tuple[str, ...]:
         return tuple(BERT_SIZES)
 
+    def predict(self, model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
+        logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **dropout_options(key))
+        return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertKind(MaskedLMKind):
+    model_type: str = "bert"
+
     def make_config(self, size: str, vocab_size: int, settings: ModelSettings) -> BertConfig:
-        check_einsum_attention(settings, self.name)
-        hidden, layers, heads, intermediate = BERT_SIZES[size]
-        offset = 1 if self.model_type == "roberta" else 0  # RoBERTa's positions start after the pad id 0
+        roberta = self.model_type == "roberta"  # its positions start after the pad id 0
         return BertConfig(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            num_layers=layers,
-            num_heads=heads,
-            intermediate_size=intermediate,
-            max_position_embeddings=512 + offset,
-            type_vocab_size=1 if self.model_type == "roberta" else 2,
-            layer_norm_eps=1e-5 if self.model_type == "roberta" else 1e-12,
+            **encoder_fields(size, vocab_size, settings, self.name),
+            max_position_embeddings=513 if roberta else 512,
+            type_vocab_size=1 if roberta else 2,
+            layer_norm_eps=1e-5 if roberta else 1e-12,
             model_type=self.model_type,
-            pad_token_id=0,
-            hidden_dropout=settings.dropout_rate,
-            attention_dropout=settings.dropout_rate,
-            dtype=settings.dtype,
-            param_dtype=settings.param_dtype,
-            scan_layers=settings.scan_layers,
-            remat_policy=settings.remat_policy,
         )
 
     def config_from_record(self, record: dict) -> BertConfig:
@@ -70,10 +87,6 @@ class BertKind(ModelKind):
 
     def backbone(self, cfg: BertConfig, rngs: nnx.Rngs, **options: Any) -> nnx.Module:
         return Bert(cfg, rngs=rngs, **options)
-
-    def predict(self, model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
-        logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **dropout_options(key))
-        return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
 
     def _forward_flops(self, cfg: BertConfig, segments: int, positions: int, predicted: int, targets: int) -> float:
         d, n = cfg.hidden_size, positions

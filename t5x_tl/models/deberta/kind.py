@@ -1,5 +1,5 @@
 """DeBERTa-v3 as a model kind: a masked-LM encoder with disentangled attention, read through the encoder-only
-feature layout (v3's defaults: shared attention keys, c2p and p2c terms, 256 log buckets)."""
+feature layout (v3's defaults: shared attention keys, c2p and p2c terms, 256 log buckets) in BERT's sizes."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import jax
 from flax import nnx
 
 from t5x_tl.data import features
-from t5x_tl.models.bert.kind import BERT_SIZES, check_einsum_attention
+from t5x_tl.models.bert.kind import MaskedLMKind, encoder_fields
 from t5x_tl.models.deberta import hf
 from t5x_tl.models.deberta.config import DebertaV2Config
 from t5x_tl.models.deberta.model import DebertaV2
 from t5x_tl.models.flops import attention_flops, logits_flops, mlp_flops
-from t5x_tl.models.kinds import Batch, ModelKind, ModelSettings, Prediction, dropout_options
+from t5x_tl.models.kinds import ModelSettings
 
 
 def _terms(cfg: DebertaV2Config) -> int:
@@ -25,37 +24,15 @@ def _terms(cfg: DebertaV2Config) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class DebertaKind(ModelKind):
-    def sizes(self) -> tuple[str, ...]:
-        return tuple(BERT_SIZES)  # DeBERTa-v3's xsmall..large share BERT's base and large shapes
-
+class DebertaKind(MaskedLMKind):
     def make_config(self, size: str, vocab_size: int, settings: ModelSettings) -> DebertaV2Config:
-        check_einsum_attention(settings, self.name)
-        hidden, layers, heads, intermediate = BERT_SIZES[size]
-        return DebertaV2Config(
-            vocab_size=vocab_size,
-            hidden_size=hidden,
-            num_layers=layers,
-            num_heads=heads,
-            intermediate_size=intermediate,
-            pad_token_id=0,
-            hidden_dropout=settings.dropout_rate,
-            attention_dropout=settings.dropout_rate,
-            dtype=settings.dtype,
-            param_dtype=settings.param_dtype,
-            scan_layers=settings.scan_layers,
-            remat_policy=settings.remat_policy,
-        )
+        return DebertaV2Config(**encoder_fields(size, vocab_size, settings, self.name))  # v3's defaults otherwise
 
     def config_from_record(self, record: dict) -> DebertaV2Config:
         return DebertaV2Config(**record)
 
     def backbone(self, cfg: DebertaV2Config, rngs: nnx.Rngs, **options: Any) -> nnx.Module:
         return DebertaV2(cfg, rngs=rngs, **options)
-
-    def predict(self, model: nnx.Module, batch: Batch, key: jax.Array | None) -> Prediction:
-        logits = model(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"), **dropout_options(key))
-        return logits, batch["encoder_target_tokens"], batch["encoder_loss_weights"], batch.get("encoder_segment_ids")
 
     def _forward_flops(
         self, cfg: DebertaV2Config, segments: int, positions: int, predicted: int, targets: int
