@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -20,28 +19,29 @@ import numpy as np
 from flax import nnx
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.config import T5Config
+from t5x_tl.models.config import T5Config, check_int
 from t5x_tl.models.encoder_only import EncoderOnly
-from t5x_tl.models.layers import ACTIVATIONS, parse_feed_forward
+from t5x_tl.models.hf_io import (
+    Path_,
+    Row,
+    load_config,
+    params_from_table,
+    read_tensors,
+    tensors_from_table,
+    write_directory,
+)
+from t5x_tl.models.layers import ACTIVATIONS, HF_ACTIVATION_ALIASES, parse_feed_forward
 from t5x_tl.models.t5 import EncoderDecoder
 
-Path_ = tuple[str | int, ...]
 HF_MODEL_TYPES = ("t5", "mt5", "umt5")
 # The size fields transformers' configs always write; a config without one of them is not a T5-family config.
 HF_REQUIRED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "d_kv", "num_layers")
-# transformers' names (ACT2FN) for the activations t5x_tl implements under another name.
-HF_ACTIVATION_ALIASES = {
-    **dict.fromkeys(("gelu_pytorch_tanh", "gelu_python_tanh", "gelu_fast", "gelu_accurate"), "gelu_new"),
-    "swish": "silu",
-}
 # transformers' class names of the three families: T5ForConditionalGeneration, MT5EncoderModel, UMT5Model, ...
 _ARCHITECTURE = re.compile(r"(UMT5|MT5|T5)(For[A-Za-z]+|EncoderModel|Model)$")
 # A tensor old T5 checkpoints carry and transformers ignores (cross-attention has no relative bias).
 HF_IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
 log = logging.getLogger("t5x_tl")
 
-
-Row = tuple[Path_, int | None, str, str]  # our path, layer index in the stacked array (or None), HF name, layout
 # The T5 classes converted (``T5`` or ``UMT5`` + head): the whole model, or its encoder (Hugging Face has no
 # T5-family decoder-only model).
 FULL_MODEL, ENCODER = "ForConditionalGeneration", "EncoderModel"
@@ -112,44 +112,6 @@ def name_table(cfg: T5Config, head: str = FULL_MODEL) -> list[Row]:
     return rows
 
 
-def _to_ours(array: np.ndarray, layout: str, cfg: T5Config) -> np.ndarray:
-    if layout == "dense":  # torch Linear stores (out, in)
-        return array.T
-    if layout == "in_heads":
-        return array.T.reshape(cfg.d_model, cfg.num_heads, cfg.d_kv)
-    if layout == "out_heads":
-        return array.T.reshape(cfg.num_heads, cfg.d_kv, cfg.d_model)
-    return array
-
-
-def _to_hf(array: np.ndarray, layout: str, cfg: T5Config) -> np.ndarray:
-    if layout == "in_heads":
-        return array.reshape(cfg.d_model, cfg.num_heads * cfg.d_kv).T
-    if layout == "out_heads":
-        return array.reshape(cfg.num_heads * cfg.d_kv, cfg.d_model).T
-    if layout == "dense":
-        return array.T
-    return array
-
-
-def _hf_shape(shape: tuple[int, ...], layout: str, cfg: T5Config) -> tuple[int, ...]:
-    """The shape Hugging Face stores one of our (unstacked) parameters in: the export's layout, so the import
-    checks a tensor before any reshape, where a transposed or flattened one of the right size would slip through."""
-    return _to_hf(np.broadcast_to(np.float32(0), shape), layout, cfg).shape
-
-
-def _set(tree: dict, path: Path_, value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
-
-
-def _get(tree: Mapping, path: Path_) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
 def _parameter_shapes(cfg: T5Config, head: str) -> dict:
     model_class = EncoderDecoder if _has_decoder(head) else functools.partial(EncoderOnly, token_head=False)
     model = nnx.eval_shape(lambda: model_class(cfg, rngs=nnx.Rngs(0)))
@@ -192,35 +154,12 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: T5Config, head: str = FULL
             log.info("Encoder-only import: skipped %d decoder and output tensors of the checkpoint", len(skipped))
     problems += [f"missing tensor {name}" for name in sorted(expected - set(hf))]
     problems += [f"unexpected tensor {name}" for name in sorted(set(hf) - expected - ignorable)]
-    shapes = _parameter_shapes(cfg, head)
-    layers: dict[Path_, dict[int, np.ndarray]] = {}
-    params: dict = {}
-    for path, index, hf_name, layout in table:
-        if hf_name not in hf:
-            continue
-        hf_shape = _hf_shape(_get(shapes, path).shape[0 if index is None else 1 :], layout, cfg)
-        if tuple(np.shape(hf[hf_name])) != hf_shape:
-            problems.append(f"tensor {hf_name} has shape {tuple(np.shape(hf[hf_name]))}; Hugging Face's is {hf_shape}")
-            continue
-        value = _to_ours(np.asarray(hf[hf_name]), layout, cfg)
-        if index is None:
-            _set(params, path, value)
-        else:
-            layers.setdefault(path, {})[index] = value
-    if problems:
-        raise UserError("checkpoint does not match the config:\n  " + "\n  ".join(problems))
-    for path, by_index in layers.items():
-        _set(params, path, np.stack([by_index[i] for i in range(len(by_index))]))
-    return params
+    return params_from_table(hf, table, _parameter_shapes(cfg, head), problems)
 
 
 def params_to_hf(params: Mapping, cfg: T5Config, head: str = FULL_MODEL) -> dict[str, np.ndarray]:
     """Flat Hugging Face state dict (numpy) for our parameters."""
-    out = {}
-    for path, index, hf_name, layout in name_table(cfg, head):
-        array = np.asarray(_get(params, path))
-        out[hf_name] = np.ascontiguousarray(_to_hf(array if index is None else array[index], layout, cfg))
-    return out
+    return tensors_from_table(params, name_table(cfg, head))
 
 
 def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> T5Config:
@@ -233,8 +172,7 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> T5Config:
             " (re-save the model with transformers' save_pretrained)"
         )
     for name in HF_REQUIRED_FIELDS:
-        if isinstance(hf[name], bool) or not isinstance(hf[name], int) or hf[name] < 1:
-            raise UserError(f"the config's {name}={hf[name]!r} is invalid: it must be a positive integer")
+        check_int(name, hf[name], prefix="the config's ")
     default_proj = "relu" if model_type == "t5" else "gated-gelu"  # transformers' config defaults
     fields = dict(
         vocab_size=hf["vocab_size"],
@@ -328,20 +266,8 @@ def config_to_hf(cfg: T5Config, head: str = FULL_MODEL) -> dict[str, Any]:
 
 def load_hf_directory(directory: Path, head: str = FULL_MODEL) -> tuple[T5Config, dict]:
     """Reads ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) into our config and params."""
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise UserError(f"{directory} has no config.json; point at a Hugging Face model directory")
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{config_path} is not valid JSON ({error}); restore the model's config.json") from None
-    if not isinstance(hf_config, dict):
-        raise UserError(f"{config_path} holds a JSON {type(hf_config).__name__}, not a config object")
-    try:
-        cfg = config_from_hf(hf_config)
-    except UserError as error:
-        raise UserError(f"{config_path}: {error}") from None
-    tensors = _read_tensors(directory)
+    cfg, _ = load_config(directory, config_from_hf)
+    tensors = read_tensors(directory)
     if _has_decoder(head) and cfg.tie_word_embeddings and _distinct_head(tensors):
         # transformers keeps a distinct lm_head.weight and still scales the decoder output: that is an untied head
         # with the scale folded in.
@@ -350,45 +276,7 @@ def load_hf_directory(directory: Path, head: str = FULL_MODEL) -> tuple[T5Config
     return cfg, params_from_hf(tensors, cfg, head)
 
 
-def _read_tensors(directory: Path) -> dict[str, np.ndarray]:
-    """Every tensor of the directory's weights files (bfloat16 ones through ml_dtypes, which JAX registers)."""
-    safetensors_files = sorted(directory.glob("*.safetensors"))
-    if safetensors_files:
-        from safetensors.numpy import load_file
-
-        tensors = {}
-        for path in safetensors_files:
-            try:
-                tensors.update(load_file(str(path)))
-            except Exception as error:  # safetensors raises its own SafetensorError (and OSError)
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise UserError(
-                    f"cannot read {path} ({reason}); the file is damaged or incomplete: download or save it again"
-                ) from None
-        return tensors
-    torch_file = directory / "pytorch_model.bin"
-    if torch_file.is_file():
-        import torch  # only for legacy PyTorch checkpoints
-
-        unreadable = UserError(
-            f"cannot read {torch_file} as a PyTorch state dict of tensors; the file is damaged, incomplete or "
-            "holds other objects: download or save it again"
-        )
-        try:
-            state = torch.load(str(torch_file), map_location="cpu", weights_only=True)
-        except Exception:  # EOFError, RuntimeError, UnpicklingError, ... depending on the damage
-            raise unreadable from None
-        if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
-            raise unreadable
-        return {name: tensor.float().numpy() for name, tensor in state.items()}
-    raise UserError(f"{directory} has neither *.safetensors nor pytorch_model.bin weights")
-
-
 def save_hf_directory(directory: Path, cfg: T5Config, params: Mapping, head: str = FULL_MODEL) -> None:
     """Writes ``config.json`` and ``model.safetensors`` that ``from_pretrained`` loads."""
-    from safetensors.numpy import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg, head), indent=2))
     tensors = {name: array.astype(np.float32) for name, array in params_to_hf(params, cfg, head).items()}
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    write_directory(directory, config_to_hf(cfg, head), tensors)

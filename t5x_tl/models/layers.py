@@ -41,6 +41,46 @@ class RMSNorm(nnx.Module):
         return (x * self.scale[...].astype(jnp.float32)).astype(self.dtype)
 
 
+class LayerNorm(nnx.Module):
+    """Mean-and-variance normalisation with a scale and a bias (BERT's, GPT-2's); statistics in float32."""
+
+    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = logical_param(nnx.initializers.ones, rngs.params(), (dim,), ("embed",), param_dtype)
+        self.bias = logical_param(nnx.initializers.zeros, rngs.params(), (dim,), ("embed",), param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        x = (x - mean) * jax.lax.rsqrt(variance + self.eps)
+        return (x * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(self.dtype)
+
+
+class Dense(nnx.Module):
+    """``x @ kernel + bias`` over the last axis; ``axes`` name the kernel's (input, output) dimensions."""
+
+    def __init__(
+        self,
+        features_in: int,
+        features_out: int,
+        axes: tuple[str | None, str | None],
+        *,
+        init_std: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ) -> None:
+        self.dtype = dtype
+        normal, zeros = nnx.initializers.normal(init_std), nnx.initializers.zeros
+        self.kernel = logical_param(normal, rngs.params(), (features_in, features_out), axes, param_dtype)
+        self.bias = logical_param(zeros, rngs.params(), (features_out,), axes[1:], param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
+
+
 class Embed(nnx.Module):
     """Token embedding table, unit-variance initialised as in T5X."""
 
@@ -59,6 +99,11 @@ ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # the tanh approximation T5 v1.1 uses
     "silu": jax.nn.silu,
+}
+# transformers' names (ACT2FN) for the activations t5x_tl implements under another name.
+HF_ACTIVATION_ALIASES = {
+    **dict.fromkeys(("gelu_pytorch_tanh", "gelu_python_tanh", "gelu_fast", "gelu_accurate"), "gelu_new"),
+    "swish": "silu",
 }
 
 

@@ -11,12 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
-
 from t5x_tl.errors import UserError
-from t5x_tl.models.config import _DTYPES
+from t5x_tl.models.config import ExecutionFields, check_int
+from t5x_tl.models.hf_io import activation, num_labels
 from t5x_tl.models.layers import ACTIVATIONS
-from t5x_tl.models.stack import REMAT_POLICIES
 
 FAMILIES = {"bert": "Bert", "roberta": "Roberta"}  # model_type -> transformers' class prefix
 HEADS = {"masked_lm": "ForMaskedLM", "sequence_classification": "ForSequenceClassification"}  # head -> class suffix
@@ -26,7 +24,7 @@ _ARCHITECTURE = re.compile(r"(Bert|Roberta)(For[A-Za-z]+|Model)$")
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ExecutionFields):
     """BERT by default; RoBERTa is ``model_type="roberta", pad_token_id=1`` (and its 514 position embeddings).
 
     ``num_labels`` sizes the sequence-classification head only. ``scan_layers`` and ``remat_policy`` change how the
@@ -58,9 +56,7 @@ class BertConfig:
         sizes = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size")
         sizes += ("max_position_embeddings", "type_vocab_size", "num_labels")
         for name in sizes:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"{name}={value!r} is invalid: it must be a positive integer")
+            check_int(name, getattr(self, name))
         if self.model_type not in FAMILIES:
             raise UserError(f"unsupported model_type {self.model_type!r}; the BERT family is {tuple(FAMILIES)}")
         if self.hidden_act not in ACTIVATIONS:
@@ -76,11 +72,7 @@ class BertConfig:
                 f"max_position_embeddings={self.max_position_embeddings} leaves no position after RoBERTa's offset "
                 f"pad_token_id + 1 = {self.position_offset}: the fields disagree"
             )
-        for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in _DTYPES:
-                raise UserError(f"{name}={getattr(self, name)!r} is invalid; choose one of {tuple(_DTYPES)}")
-        if self.remat_policy not in REMAT_POLICIES:
-            raise UserError(f"unknown remat_policy {self.remat_policy!r}; choose one of {tuple(REMAT_POLICIES)}")
+        self.check_execution()
 
     @property
     def head_dim(self) -> int:
@@ -99,14 +91,6 @@ class BertConfig:
     @property
     def classifier_dropout_rate(self) -> float:
         return self.hidden_dropout if self.classifier_dropout is None else self.classifier_dropout
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return _DTYPES[self.dtype]
-
-    @property
-    def weight_dtype(self) -> jnp.dtype:
-        return _DTYPES[self.param_dtype]
 
     @classmethod
     def from_hf(cls, hf: Mapping[str, Any], **overrides: Any) -> BertConfig:
@@ -135,10 +119,10 @@ class BertConfig:
             max_position_embeddings=hf.get("max_position_embeddings", 512),
             type_vocab_size=hf.get("type_vocab_size", 2),
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-            hidden_act=_activation(hf.get("hidden_act", "gelu")),
+            hidden_act=activation("hidden_act", hf.get("hidden_act", "gelu")),
             model_type=model_type,
             pad_token_id=hf.get("pad_token_id", 1 if model_type == "roberta" else 0),
-            num_labels=_num_labels(hf),
+            num_labels=num_labels(hf),
             hidden_dropout=hf.get("hidden_dropout_prob", default["hidden_dropout"].default),
             attention_dropout=hf.get("attention_probs_dropout_prob", default["attention_dropout"].default),
             classifier_dropout=hf.get("classifier_dropout"),
@@ -192,23 +176,3 @@ def _model_type(hf: Mapping[str, Any]) -> str:
     if families - {model_type}:
         raise UserError(f"the config's model_type={model_type!r} and architectures={list(names)} disagree")
     return model_type
-
-
-def _activation(name: Any) -> str:
-    """Our name for transformers' ``hidden_act`` (an ACT2FN name)."""
-    # Imported here: hf_convert imports the model kinds, which may one day name this family.
-    from t5x_tl.models.hf_convert import HF_ACTIVATION_ALIASES
-
-    ours = HF_ACTIVATION_ALIASES.get(name, name) if isinstance(name, str) else name
-    if ours not in ACTIVATIONS:
-        supported = sorted({*ACTIVATIONS, *HF_ACTIVATION_ALIASES})
-        raise UserError(f"unsupported hidden_act {name!r}; t5x_tl implements {', '.join(supported)}")
-    return ours
-
-
-def _num_labels(hf: Mapping[str, Any]) -> int:
-    """The label count transformers reads: ``id2label``'s length, else ``num_labels``, else 2; both must agree."""
-    id2label, num_labels = hf.get("id2label"), hf.get("num_labels")
-    if id2label is not None and num_labels is not None and len(id2label) != num_labels:
-        raise UserError(f"the config's num_labels={num_labels} and its {len(id2label)} id2label entries disagree")
-    return len(id2label) if id2label is not None else num_labels if num_labels is not None else 2

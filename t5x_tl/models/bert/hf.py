@@ -1,13 +1,13 @@
 """Hugging Face BERT / RoBERTa checkpoints <-> t5x_tl parameters, in both directions.
 
 As for T5 (:mod:`t5x_tl.models.hf_convert`), one table of ``(our path, layer index, Hugging Face name, layout)``
-rows, built from the config and the head, drives import and export, so the two cannot drift apart; shapes are
-checked in Hugging Face's layout before any reshape, and every mismatch is reported in one error.
+rows, built from the config and the head, drives import and export through :mod:`t5x_tl.models.hf_io`, so the two
+cannot drift apart; shapes are checked in Hugging Face's layout before any reshape, and every mismatch is reported
+in one error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +18,17 @@ from flax import nnx
 from t5x_tl.errors import UserError
 from t5x_tl.models.bert.config import HEADS, BertConfig
 from t5x_tl.models.bert.model import Bert
-from t5x_tl.models.hf_convert import Path_, Row, _get, _read_tensors, _set
+from t5x_tl.models.hf_io import (
+    Path_,
+    Row,
+    check_label_count,
+    check_params,
+    load_config,
+    params_from_table,
+    read_tensors,
+    tensors_from_table,
+    write_directory,
+)
 
 log = logging.getLogger("t5x_tl")
 _MLM_HEAD = {"bert": "cls.predictions", "roberta": "lm_head"}  # the masked-LM head's name in each family
@@ -84,32 +94,6 @@ def _ignorable(cfg: BertConfig, head: str) -> set[str]:
     return names
 
 
-def _to_ours(array: np.ndarray, layout: str, cfg: BertConfig) -> np.ndarray:
-    if layout == "dense":  # torch Linear stores (out, in)
-        return array.T
-    if layout == "in_heads":
-        return array.T.reshape(cfg.hidden_size, cfg.num_heads, cfg.head_dim)
-    if layout == "out_heads":
-        return array.T.reshape(cfg.num_heads, cfg.head_dim, cfg.hidden_size)
-    if layout == "heads_bias":
-        return array.reshape(cfg.num_heads, cfg.head_dim)
-    return array
-
-
-def _to_hf(array: np.ndarray, layout: str, cfg: BertConfig) -> np.ndarray:
-    if layout == "dense":
-        return array.T
-    if layout in ("in_heads", "out_heads"):  # (D, H, K) or (H, K, D) -> Linear's (out, in), H * K = D
-        return array.reshape(cfg.hidden_size, cfg.hidden_size).T
-    if layout == "heads_bias":
-        return array.reshape(cfg.hidden_size)
-    return array
-
-
-def _hf_shape(shape: tuple[int, ...], layout: str, cfg: BertConfig) -> tuple[int, ...]:
-    return _to_hf(np.broadcast_to(np.float32(0), shape), layout, cfg).shape
-
-
 def parameter_shapes(cfg: BertConfig, head: str) -> dict:
     """The pure parameter tree of ``Bert(cfg, head=head)`` as shape structs (nothing allocated)."""
     model = nnx.eval_shape(lambda: Bert(cfg, head=head, rngs=nnx.Rngs(0)))
@@ -129,73 +113,15 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: BertConfig, head: str = "m
         log.info("Hugging Face import: skipped %s", ", ".join(skipped))
     problems = [f"missing tensor {name}" for name in sorted(expected - set(hf))]
     problems += [f"unexpected tensor {name}" for name in sorted(set(hf) - expected - set(skipped))]
-    shapes = parameter_shapes(cfg, head)
-    layers: dict[Path_, dict[int, np.ndarray]] = {}
-    params: dict = {}
-    for path, index, name, layout in table:
-        if name not in hf:
-            continue
-        want = _hf_shape(_get(shapes, path).shape[0 if index is None else 1 :], layout, cfg)
-        if tuple(np.shape(hf[name])) != want:
-            problems.append(f"tensor {name} has shape {tuple(np.shape(hf[name]))}; Hugging Face's is {want}")
-            continue
-        value = _to_ours(np.asarray(hf[name]), layout, cfg).astype(cfg.weight_dtype)
-        if index is None:
-            _set(params, path, value)
-        else:
-            layers.setdefault(path, {})[index] = value
-    if problems:
-        raise UserError("checkpoint does not match the config:\n  " + "\n  ".join(problems))
-    for path, by_index in layers.items():
-        _set(params, path, np.stack([by_index[i] for i in range(cfg.num_layers)]))
-    return params
+    return params_from_table(hf, table, parameter_shapes(cfg, head), problems, cfg.weight_dtype)
 
 
 def params_to_hf(params: Mapping, cfg: BertConfig, head: str = "masked_lm") -> dict[str, np.ndarray]:
     """A flat Hugging Face state dict (float32 numpy) for our parameters; one UserError lists every missing or
     misshaped parameter and every one the head does not have."""
     table = name_table(cfg, head)
-    shapes = parameter_shapes(cfg, head)
-    problems = []
-    for path, index, _, _ in table:
-        if index in (None, 0):
-            try:
-                shape = tuple(np.shape(_get(params, path)))
-            except (KeyError, TypeError):
-                problems.append(f"missing parameter {'/'.join(path)}")
-                continue
-            want = _get(shapes, path).shape
-            if shape != want:
-                problems.append(f"parameter {'/'.join(path)} has shape {shape}; the config's is {want}")
-    known = {path for path, _, _, _ in table}
-    problems += [f"unexpected parameter {'/'.join(path)}" for path in sorted(set(_paths(params)) - known)]
-    if problems:
-        raise UserError(f"parameters do not match the config and the {head} head:\n  " + "\n  ".join(problems))
-    out = {}
-    for path, index, name, layout in table:
-        array = np.asarray(_get(params, path), np.float32)
-        out[name] = np.ascontiguousarray(_to_hf(array if index is None else array[index], layout, cfg))
-    return out
-
-
-def _paths(tree: Mapping, prefix: Path_ = ()) -> list[Path_]:
-    out: list[Path_] = []
-    for key, value in tree.items():
-        out += _paths(value, (*prefix, key)) if isinstance(value, Mapping) else [(*prefix, key)]
-    return out
-
-
-def _read_config(directory: Path) -> dict:
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise UserError(f"{directory} has no config.json; point at a Hugging Face model directory")
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{config_path} is not valid JSON ({error}); restore the model's config.json") from None
-    if not isinstance(hf_config, dict):
-        raise UserError(f"{config_path} holds a JSON {type(hf_config).__name__}, not a config object")
-    return hf_config
+    check_params(params, table, parameter_shapes(cfg, head), head)
+    return tensors_from_table(params, table, np.float32)
 
 
 def load_hf_directory(
@@ -205,27 +131,14 @@ def load_hf_directory(
     ``Bert(cfg, head=head)``; ``num_labels``, when given, must be the checkpoint's classification label count."""
     if head not in HEADS:
         raise UserError(f"unknown head {head!r}; choose one of {tuple(HEADS)}")
-    directory = Path(directory)
-    try:
-        cfg = BertConfig.from_hf(_read_config(directory))
-    except UserError as error:
-        raise UserError(f"{directory / 'config.json'}: {error}") from None
-    if head == "sequence_classification" and num_labels is not None and num_labels != cfg.num_labels:
-        raise UserError(
-            f"{directory} holds a classification head of {cfg.num_labels} labels, not the {num_labels} asked for; "
-            "load it with that count, or load head='masked_lm' and fine-tune a fresh head"
-        )
-    return cfg, params_from_hf(_read_tensors(directory), cfg, head)
+    cfg, _ = load_config(directory, BertConfig.from_hf)
+    if head == "sequence_classification":
+        check_label_count(directory, num_labels, cfg.num_labels)
+    return cfg, params_from_hf(read_tensors(directory), cfg, head)
 
 
 def save_hf_directory(directory: Path, cfg: BertConfig, params: Mapping, head: str = "masked_lm") -> None:
     """Writes ``config.json`` and ``model.safetensors`` that transformers' ``...For<Head>.from_pretrained`` loads;
     parameters that do not match ``cfg`` and ``head`` are refused before anything is written."""
-    from safetensors.numpy import save_file
-
     config = cfg.to_hf(head)
-    tensors = params_to_hf(params, cfg, head)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    write_directory(directory, config, params_to_hf(params, cfg, head))

@@ -1,4 +1,5 @@
-"""The parameter-bearing pieces of a BERT-family layer: biased dense maps, LayerNorm and scaled self-attention.
+"""The parameter-bearing pieces of a BERT-family layer besides the shared biased dense map and LayerNorm
+(:mod:`t5x_tl.models.layers`): the attention mask and scaled self-attention.
 
 Unlike T5's, every projection has a bias, the norm subtracts the mean and has a bias, and attention scales its
 logits by head_dim^-0.5; parameters carry the same logical axis names as T5's (``embed``, ``heads``, ``kv``,
@@ -18,46 +19,6 @@ from t5x_tl.models.layers import logical_param
 from t5x_tl.models.sharding import BLD, BLHK, constrain
 
 _NEG_INF = -1e10  # large but finite: an all-padding row gets a uniform softmax, as transformers' does
-
-
-class Dense(nnx.Module):
-    """``x @ kernel + bias`` over the last axis; ``axes`` name the kernel's (input, output) dimensions."""
-
-    def __init__(
-        self,
-        features_in: int,
-        features_out: int,
-        axes: tuple[str | None, str | None],
-        *,
-        init_std: float,
-        dtype: jnp.dtype,
-        param_dtype: jnp.dtype,
-        rngs: nnx.Rngs,
-    ) -> None:
-        self.dtype = dtype
-        normal, zeros = nnx.initializers.normal(init_std), nnx.initializers.zeros
-        self.kernel = logical_param(normal, rngs.params(), (features_in, features_out), axes, param_dtype)
-        self.bias = logical_param(zeros, rngs.params(), (features_out,), axes[1:], param_dtype)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return x @ self.kernel[...].astype(self.dtype) + self.bias[...].astype(self.dtype)
-
-
-class LayerNorm(nnx.Module):
-    """Mean-and-variance normalisation with a scale and a bias; statistics in float32."""
-
-    def __init__(self, dim: int, *, eps: float, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs) -> None:
-        self.eps = eps
-        self.dtype = dtype
-        self.scale = logical_param(nnx.initializers.ones, rngs.params(), (dim,), ("embed",), param_dtype)
-        self.bias = logical_param(nnx.initializers.zeros, rngs.params(), (dim,), ("embed",), param_dtype)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.astype(jnp.float32)
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        x = (x - mean) * jax.lax.rsqrt(variance + self.eps)
-        return (x * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(self.dtype)
 
 
 def encoder_mask(segments_BxL: jax.Array) -> jax.Array:

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_tl.models.bert.config import HEADS, BertConfig
-from t5x_tl.models.bert.layers import Dense, LayerNorm, SelfAttention, encoder_mask
-from t5x_tl.models.layers import ACTIVATIONS, logical_param
+from t5x_tl.models.bert.layers import SelfAttention, encoder_mask
+from t5x_tl.models.encoder_heads import HeadedEncoder
+from t5x_tl.models.layers import ACTIVATIONS, Dense, LayerNorm, logical_param
 from t5x_tl.models.sharding import BLD, BLF, BLV, constrain
 from t5x_tl.models.stack import LayerStack
 from t5x_tl.models.t5 import dropout_key
@@ -148,7 +149,7 @@ class ClassificationHead(nnx.Module):
         return self.out(pooled_BxD).astype(jnp.float32)
 
 
-class Bert(nnx.Module):
+class Bert(HeadedEncoder):
     """A BERT or RoBERTa encoder (``cfg.model_type``) with one ``head``: ``"masked_lm"`` or
     ``"sequence_classification"`` (``cfg.num_labels`` outputs), as transformers' ``...ForMaskedLM`` and
     ``...ForSequenceClassification`` classes."""
@@ -194,45 +195,3 @@ class Bert(nnx.Module):
 
         x_BxLxD, _ = self.layers(apply, x_BxLxD, dropout_key=dropout_key(rngs))
         return x_BxLxD
-
-    def __call__(
-        self,
-        encoder_input_tokens: jax.Array,
-        encoder_segment_ids: jax.Array | None = None,
-        *,
-        token_type_ids: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """``B x L x vocab_size`` float32 masked-LM logits."""
-        if self.head != "masked_lm":
-            raise ValueError(f"this model has the {self.head} head: call classify, or build it with head='masked_lm'")
-        hidden_BxLxD = self.encode(
-            encoder_input_tokens,
-            encoder_segment_ids,
-            token_type_ids=token_type_ids,
-            deterministic=deterministic,
-            rngs=rngs,
-        )
-        return self.mlm_head(hidden_BxLxD, self.embeddings.word[...])
-
-    def classify(
-        self,
-        encoder_input_tokens: jax.Array,
-        encoder_segment_ids: jax.Array | None = None,
-        *,
-        token_type_ids: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """``B x num_labels`` float32 scores from each row's first token ([CLS] / ``<s>``)."""
-        if self.head != "sequence_classification":
-            raise ValueError(f"this model has the {self.head} head: build it with head='sequence_classification'")
-        hidden_BxLxD = self.encode(
-            encoder_input_tokens,
-            encoder_segment_ids,
-            token_type_ids=token_type_ids,
-            deterministic=deterministic,
-            rngs=rngs,
-        )
-        return self.classifier(hidden_BxLxD, deterministic=deterministic, rngs=rngs)

@@ -17,11 +17,9 @@ from typing import Any
 import jax.numpy as jnp
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.bert.config import _num_labels
-from t5x_tl.models.config import _DTYPES
-from t5x_tl.models.hf_convert import HF_ACTIVATION_ALIASES
+from t5x_tl.models.config import ExecutionFields, check_int
+from t5x_tl.models.hf_io import activation, num_labels
 from t5x_tl.models.layers import ACTIVATIONS as _SHARED_ACTIVATIONS
-from t5x_tl.models.stack import REMAT_POLICIES
 
 # t5x_tl's activations plus tanh, which transformers' ACT2FN has and some DeBERTa poolers use.
 ACTIVATIONS = {**_SHARED_ACTIVATIONS, "tanh": jnp.tanh}
@@ -37,7 +35,7 @@ _FAMILY_TYPES = {"DebertaV2": MODEL_TYPE, "Deberta": "deberta"}
 
 
 @dataclasses.dataclass(frozen=True)
-class DebertaV2Config:
+class DebertaV2Config(ExecutionFields):
     """DeBERTa-v3 by default (shared attention keys, c2p and p2c terms, 256 log buckets, a normalised relative
     table, no absolute positions); ``from_hf`` reads any DeBERTa-v2/v3 ``config.json``.
 
@@ -83,10 +81,10 @@ class DebertaV2Config:
         sizes = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size")
         sizes += ("max_position_embeddings", "num_labels")
         for name in sizes:
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("type_vocab_size", self.type_vocab_size, minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("type_vocab_size", self.type_vocab_size, minimum=0)
         if self.embedding_size is not None:
-            _check_int("embedding_size", self.embedding_size, minimum=1)
+            check_int("embedding_size", self.embedding_size)
         for name in ("hidden_act", "pooler_hidden_act"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise UserError(f"unsupported {name} {getattr(self, name)!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -111,11 +109,7 @@ class DebertaV2Config:
             )
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise UserError(f"pad_token_id={self.pad_token_id} is outside the vocabulary of {self.vocab_size}")
-        for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in _DTYPES:
-                raise UserError(f"{name}={getattr(self, name)!r} is invalid; choose one of {tuple(_DTYPES)}")
-        if self.remat_policy not in REMAT_POLICIES:
-            raise UserError(f"unknown remat_policy {self.remat_policy!r}; choose one of {tuple(REMAT_POLICIES)}")
+        self.check_execution()
 
     @property
     def head_dim(self) -> int:
@@ -143,14 +137,6 @@ class DebertaV2Config:
     def classifier_dropout_rate(self) -> float:
         return self.hidden_dropout if self.classifier_dropout is None else self.classifier_dropout
 
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return _DTYPES[self.dtype]
-
-    @property
-    def weight_dtype(self) -> jnp.dtype:
-        return _DTYPES[self.param_dtype]
-
     @classmethod
     def from_hf(cls, hf: Mapping[str, Any], **overrides: Any) -> DebertaV2Config:
         """Our config from a DeBERTa-v2/v3 ``config.json`` dict, read as transformers 5 reads it."""
@@ -160,7 +146,7 @@ class DebertaV2Config:
             raise UserError(f"the config has no {', '.join(missing)}; a deberta-v2 config.json states all of "
                             f"{', '.join(HF_REQUIRED_FIELDS)} (re-save the model with save_pretrained)")  # fmt: skip
         for name in HF_REQUIRED_FIELDS:
-            _check_int(name, hf[name], minimum=1)
+            check_int(name, hf[name])
         if (hf.get("conv_kernel_size") or 0) > 0:
             raise UserError(
                 f"conv_kernel_size={hf['conv_kernel_size']}: the convolution layer of DeBERTa-v2 xlarge/xxlarge is "
@@ -177,7 +163,7 @@ class DebertaV2Config:
             num_layers=hf["num_hidden_layers"],
             num_heads=hf["num_attention_heads"],
             intermediate_size=hf["intermediate_size"],
-            hidden_act=_activation("hidden_act", hf.get("hidden_act", "gelu")),
+            hidden_act=activation("hidden_act", hf.get("hidden_act", "gelu"), ACTIVATIONS),
             max_position_embeddings=hf.get("max_position_embeddings", 512),
             type_vocab_size=hf.get("type_vocab_size", 0),
             layer_norm_eps=hf.get("layer_norm_eps", 1e-7),
@@ -191,8 +177,8 @@ class DebertaV2Config:
             embedding_size=None if hf.get("embedding_size") == hf["hidden_size"] else hf.get("embedding_size"),
             pad_token_id=hf.get("pad_token_id") or 0,
             legacy_mlm_head=bool(hf.get("legacy", True)),
-            num_labels=_num_labels(hf),
-            pooler_hidden_act=_activation("pooler_hidden_act", hf.get("pooler_hidden_act", "gelu")),
+            num_labels=num_labels(hf),
+            pooler_hidden_act=activation("pooler_hidden_act", hf.get("pooler_hidden_act", "gelu"), ACTIVATIONS),
             hidden_dropout=hf.get("hidden_dropout_prob", default["hidden_dropout"]),
             attention_dropout=hf.get("attention_probs_dropout_prob", default["attention_dropout"]),
             pooler_dropout=hf.get("pooler_dropout", 0.0),
@@ -241,12 +227,6 @@ class DebertaV2Config:
         }
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise UserError(f"{name}={value!r} is invalid: it must be {kind}")
-
-
 def _check_model_type(hf: Mapping[str, Any]) -> None:
     """``model_type`` (or, without it, the family ``architectures`` names) must be deberta-v2; both must agree."""
     names = hf.get("architectures") or ()
@@ -272,15 +252,6 @@ def _check_agree(hf: Mapping[str, Any], name: str, expected: int) -> None:
             f"the config's {name}={hf[name]!r} differs from {expected} (from hidden_size and num_attention_heads): "
             "t5x_tl implements DeBERTa with the sizes those imply"
         )
-
-
-def _activation(field: str, name: Any) -> str:
-    """Our name for transformers' activation ``name`` (an ACT2FN name) in ``field``."""
-    ours = HF_ACTIVATION_ALIASES.get(name, name) if isinstance(name, str) else name
-    if ours not in ACTIVATIONS:
-        supported = sorted({*ACTIVATIONS, *HF_ACTIVATION_ALIASES})
-        raise UserError(f"unsupported {field} {name!r}; t5x_tl implements {', '.join(supported)}")
-    return ours
 
 
 def _terms(field: str, value: Any) -> str:

@@ -1,13 +1,12 @@
 """Hugging Face DeBERTa-v2/v3 checkpoints <-> t5x_tl parameters, in both directions.
 
 As for T5 and BERT, one table of ``(our path, layer index, Hugging Face name, layout)`` rows, built from the config
-and the head, drives import and export; shapes are checked in Hugging Face's layout before any reshape, and every
-mismatch is reported in one error. Layouts convert by our parameter's shape alone, so no config is needed there.
+and the head, drives import and export through :mod:`t5x_tl.models.hf_io`; shapes are checked in Hugging Face's
+layout before any reshape, and every mismatch is reported in one error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -17,10 +16,19 @@ import numpy as np
 from flax import nnx
 
 from t5x_tl.errors import UserError
-from t5x_tl.models.bert.hf import _paths, _read_config
 from t5x_tl.models.deberta.config import HEADS, DebertaV2Config
 from t5x_tl.models.deberta.model import DebertaV2
-from t5x_tl.models.hf_convert import Path_, Row, _get, _read_tensors, _set
+from t5x_tl.models.hf_io import (
+    Path_,
+    Row,
+    check_label_count,
+    check_params,
+    load_config,
+    params_from_table,
+    read_tensors,
+    tensors_from_table,
+    write_directory,
+)
 
 log = logging.getLogger("t5x_tl")
 _LEGACY_MLM = "cls.predictions"
@@ -102,40 +110,10 @@ def _ignorable(cfg: DebertaV2Config, head: str) -> set[str]:
     return names
 
 
-def _to_ours(array: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
-    if layout == "dense":  # torch Linear stores (out, in)
-        return array.T
-    if layout in ("in_heads", "out_heads"):
-        return array.T.reshape(shape)
-    if layout == "heads_bias":
-        return array.reshape(shape)
-    return array
-
-
-def _to_hf(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "dense":
-        return array.T
-    if layout == "in_heads":  # (D, H, K) -> Linear's (H * K, D)
-        return array.reshape(array.shape[0], -1).T
-    if layout == "out_heads":  # (H, K, D) -> Linear's (D, H * K)
-        return array.reshape(-1, array.shape[-1]).T
-    if layout == "heads_bias":
-        return array.reshape(-1)
-    return array
-
-
-def _hf_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
-    return _to_hf(np.broadcast_to(np.float32(0), shape), layout).shape
-
-
 def parameter_shapes(cfg: DebertaV2Config, head: str) -> dict:
     """The pure parameter tree of ``DebertaV2(cfg, head=head)`` as shape structs (nothing allocated)."""
     model = nnx.eval_shape(lambda: DebertaV2(cfg, head=head, rngs=nnx.Rngs(0)))
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
-
-
-def _layer_shape(shapes: dict, path: Path_, index: int | None) -> tuple[int, ...]:
-    return tuple(_get(shapes, path).shape[0 if index is None else 1 :])
 
 
 def params_from_hf(hf: Mapping[str, np.ndarray], cfg: DebertaV2Config, head: str = "masked_lm") -> dict:
@@ -152,52 +130,15 @@ def params_from_hf(hf: Mapping[str, np.ndarray], cfg: DebertaV2Config, head: str
         log.info("Hugging Face import: skipped %s", ", ".join(skipped))
     problems = [f"missing tensor {name}" for name in sorted(expected - set(hf))]
     problems += [f"unexpected tensor {name}" for name in sorted(set(hf) - expected - set(skipped))]
-    shapes = parameter_shapes(cfg, head)
-    layers: dict[Path_, dict[int, np.ndarray]] = {}
-    params: dict = {}
-    for path, index, name, layout in table:
-        if name not in hf:
-            continue
-        ours = _layer_shape(shapes, path, index)
-        want = _hf_shape(ours, layout)
-        if tuple(np.shape(hf[name])) != want:
-            problems.append(f"tensor {name} has shape {tuple(np.shape(hf[name]))}; Hugging Face's is {want}")
-            continue
-        value = _to_ours(np.asarray(hf[name]), layout, ours).astype(cfg.weight_dtype)
-        if index is None:
-            _set(params, path, value)
-        else:
-            layers.setdefault(path, {})[index] = value
-    if problems:
-        raise UserError("checkpoint does not match the config:\n  " + "\n  ".join(problems))
-    for path, by_index in layers.items():
-        _set(params, path, np.stack([by_index[i] for i in range(cfg.num_layers)]))
-    return params
+    return params_from_table(hf, table, parameter_shapes(cfg, head), problems, cfg.weight_dtype)
 
 
 def params_to_hf(params: Mapping, cfg: DebertaV2Config, head: str = "masked_lm") -> dict[str, np.ndarray]:
     """A flat Hugging Face state dict (float32 numpy) for our parameters; one UserError lists every missing or
     misshaped parameter and every one the config and head do not have."""
     table = name_table(cfg, head)
-    shapes = parameter_shapes(cfg, head)
-    problems = []
-    for path in dict.fromkeys(path for path, _, _, _ in table):
-        try:
-            shape = tuple(np.shape(_get(params, path)))
-        except (KeyError, TypeError):
-            problems.append(f"missing parameter {'/'.join(path)}")
-            continue
-        if shape != _get(shapes, path).shape:
-            problems.append(f"parameter {'/'.join(path)} has shape {shape}; the config's is {_get(shapes, path).shape}")
-    known = {path for path, _, _, _ in table}
-    problems += [f"unexpected parameter {'/'.join(map(str, path))}" for path in sorted(set(_paths(params)) - known)]
-    if problems:
-        raise UserError(f"parameters do not match the config and the {head} head:\n  " + "\n  ".join(problems))
-    out = {}
-    for path, index, name, layout in table:
-        array = np.asarray(_get(params, path), np.float32)
-        out[name] = np.ascontiguousarray(_to_hf(array if index is None else array[index], layout))
-    return out
+    check_params(params, table, parameter_shapes(cfg, head), head)
+    return tensors_from_table(params, table, np.float32)
 
 
 def load_hf_directory(
@@ -207,27 +148,14 @@ def load_hf_directory(
     ``DebertaV2(cfg, head=head)``; ``num_labels``, when given, must be the checkpoint's classification label count."""
     if head not in HEADS:
         raise UserError(f"unknown head {head!r}; choose one of {tuple(HEADS)}")
-    directory = Path(directory)
-    try:
-        cfg = DebertaV2Config.from_hf(_read_config(directory))
-    except UserError as error:
-        raise UserError(f"{directory / 'config.json'}: {error}") from None
-    if head == "sequence_classification" and num_labels is not None and num_labels != cfg.num_labels:
-        raise UserError(
-            f"{directory} holds a classification head of {cfg.num_labels} labels, not the {num_labels} asked for; "
-            "load it with that count, or load head='masked_lm' and fine-tune a fresh head"
-        )
-    return cfg, params_from_hf(_read_tensors(directory), cfg, head)
+    cfg, _ = load_config(directory, DebertaV2Config.from_hf)
+    if head == "sequence_classification":
+        check_label_count(directory, num_labels, cfg.num_labels)
+    return cfg, params_from_hf(read_tensors(directory), cfg, head)
 
 
 def save_hf_directory(directory: Path, cfg: DebertaV2Config, params: Mapping, head: str = "masked_lm") -> None:
     """Writes ``config.json`` and ``model.safetensors`` that transformers' ``DebertaV2For<Head>.from_pretrained``
     loads; parameters that do not match ``cfg`` and ``head`` are refused before anything is written."""
-    from safetensors.numpy import save_file
-
     config = cfg.to_hf(head)
-    tensors = params_to_hf(params, cfg, head)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    write_directory(directory, config, params_to_hf(params, cfg, head))

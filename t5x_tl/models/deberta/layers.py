@@ -4,8 +4,8 @@ Attention logits are the sum of three terms over the same scale, 1/sqrt(head_dim
 content-to-content ``q_i . k_j``, content-to-position ``q_i . pk[r(i, j)]`` (c2p) and position-to-content
 ``k_j . pq[r(j, i)]`` (p2c), where ``pk`` and ``pq`` are the relative-position table projected by the attention's
 own key and query maps (``share_att_key``) or by maps of their own, and ``r`` is the log-bucketed relative
-position shifted into the table. Dense maps, LayerNorm and the parameter names of the shared parts are BERT's
-(:mod:`t5x_tl.models.bert.layers`), with the same logical axes.
+position shifted into the table. Dense maps and LayerNorm are the shared ones of :mod:`t5x_tl.models.layers`;
+the parameter names of the parts DeBERTa shares with BERT are BERT's, with the same logical axes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from t5x_tl.models.bert.layers import Dense, LayerNorm
 from t5x_tl.models.deberta.config import ACTIVATIONS, DebertaV2Config
-from t5x_tl.models.layers import logical_param
+from t5x_tl.models.layers import Dense, LayerNorm, logical_param
 from t5x_tl.models.sharding import BLD, BLF, BLHK, constrain
 
 _NEG_INF = -1e10  # finite: a padding query (which may see no key) gets a uniform softmax, as transformers' does

@@ -18,6 +18,7 @@ from flax import nnx
 from t5x_tl.models.attention import segment_mask
 from t5x_tl.models.deberta.config import ACTIVATIONS, HEADS, DebertaV2Config
 from t5x_tl.models.deberta.layers import Layer, dense, norm, relative_rows
+from t5x_tl.models.encoder_heads import HeadedEncoder
 from t5x_tl.models.gpt2.model import positions_of
 from t5x_tl.models.layers import logical_param
 from t5x_tl.models.sharding import BLD, BLV, constrain
@@ -124,7 +125,7 @@ class ClassificationHead(nnx.Module):
         return self.out(pooled_BxD).astype(jnp.float32)
 
 
-class DebertaV2(nnx.Module):
+class DebertaV2(HeadedEncoder):
     """A DeBERTa-v2/v3 encoder with one ``head``: ``"masked_lm"`` or ``"sequence_classification"``
     (``cfg.num_labels`` outputs)."""
 
@@ -203,35 +204,3 @@ class DebertaV2(nnx.Module):
         """``B x L x hidden_size``: the last layer's states (transformers' ``last_hidden_state``)."""
         options = dict(keep_layers=False, deterministic=deterministic, rngs=rngs)
         return self._encode(encoder_input_tokens, encoder_segment_ids, token_type_ids, **options)[0]
-
-    def __call__(
-        self,
-        encoder_input_tokens: jax.Array,
-        encoder_segment_ids: jax.Array | None = None,
-        *,
-        token_type_ids: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """``B x L x vocab_size`` float32 masked-LM logits."""
-        if self.head != "masked_lm":
-            raise ValueError(f"this model has the {self.head} head: call classify, or build it with head='masked_lm'")
-        options = dict(token_type_ids=token_type_ids, deterministic=deterministic, rngs=rngs)
-        hidden_BxLxD = self.encode(encoder_input_tokens, encoder_segment_ids, **options)
-        return self.mlm_head(hidden_BxLxD, self.embeddings.word[...])
-
-    def classify(
-        self,
-        encoder_input_tokens: jax.Array,
-        encoder_segment_ids: jax.Array | None = None,
-        *,
-        token_type_ids: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """``B x num_labels`` float32 scores from each row's first token ([CLS])."""
-        if self.head != "sequence_classification":
-            raise ValueError(f"this model has the {self.head} head: build it with head='sequence_classification'")
-        options = dict(token_type_ids=token_type_ids, deterministic=deterministic, rngs=rngs)
-        hidden_BxLxD = self.encode(encoder_input_tokens, encoder_segment_ids, **options)
-        return self.classifier(hidden_BxLxD, deterministic=deterministic, rngs=rngs)

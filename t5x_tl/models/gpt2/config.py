@@ -10,15 +10,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
-
 from t5x_tl.errors import UserError
-from t5x_tl.models.hf_convert import HF_ACTIVATION_ALIASES
-from t5x_tl.models.layers import ACTIVATIONS
-from t5x_tl.models.stack import REMAT_POLICIES
+from t5x_tl.models.config import ExecutionFields, check_int
+from t5x_tl.models.layers import ACTIVATIONS, HF_ACTIVATION_ALIASES
 
 MODEL_TYPE = "gpt2"
-DTYPES = ("float32", "bfloat16")
 # transformers' ACT2FN names that t5x_tl computes (the aliases are the same functions under other names).
 SUPPORTED_ACTIVATIONS = tuple(sorted({*ACTIVATIONS, *HF_ACTIVATION_ALIASES}))
 # config.json keys transformers reads as another field of ours (its attribute_map), and the legacy n_ctx.
@@ -35,7 +31,7 @@ _EXECUTION = ("dtype", "param_dtype", "scan_layers", "remat_policy")  # ours, ne
 
 
 @dataclasses.dataclass(frozen=True)
-class GPT2Config:
+class GPT2Config(ExecutionFields):
     """GPT-2 small by default. ``reorder_and_upcast_attn`` is accepted either way: attention logits and softmax run
     in float32 here always, which is what it asks transformers for (the scale is applied to the float32 logits).
 
@@ -68,9 +64,7 @@ class GPT2Config:
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"GPT-2 config {name}={value!r} is invalid: it must be a positive integer")
+            check_int(name, getattr(self, name), prefix="GPT-2 config ")
         if self.n_inner is not None and (not isinstance(self.n_inner, int) or self.n_inner < 1):
             raise UserError(f"GPT-2 config n_inner={self.n_inner!r} is invalid: a positive integer, or null (4*n_embd)")
         if self.n_embd % self.n_head:
@@ -83,11 +77,7 @@ class GPT2Config:
         for name in _DROPOUTS:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"GPT-2 config {name}={getattr(self, name)!r} is invalid: a rate in [0, 1)")
-        for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in DTYPES:
-                raise UserError(f"GPT-2 config {name}={getattr(self, name)!r}; choose one of {DTYPES}")
-        if self.remat_policy not in REMAT_POLICIES:
-            raise UserError(f"unknown remat_policy {self.remat_policy!r}; choose one of {tuple(REMAT_POLICIES)}")
+        self.check_execution(prefix="GPT-2 config ")
 
     @property
     def inner_dim(self) -> int:
@@ -101,14 +91,6 @@ class GPT2Config:
     def activation(self) -> str:
         """Our name (a key of :data:`t5x_tl.models.layers.ACTIVATIONS`) for ``activation_function``."""
         return HF_ACTIVATION_ALIASES.get(self.activation_function, self.activation_function)
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def weight_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
 
     def attention_scales(self) -> list[float]:
         """Each layer's factor on the attention logits: 1/sqrt(head_dim) and/or 1/(layer index + 1)."""

@@ -9,7 +9,6 @@ causal-mask buffers old files carry (``attn.bias``, ``attn.masked_bias``) are ig
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ from flax import traverse_util
 
 from t5x_tl.errors import UserError
 from t5x_tl.models.gpt2.config import GPT2Config
-from t5x_tl.models.hf_convert import _read_tensors
+from t5x_tl.models.hf_io import load_config, read_tensors, write_directory
 
 HEADS = ("lm", "classification")
 ARCHITECTURES = {"lm": "GPT2LMHeadModel", "classification": "GPT2ForSequenceClassification"}
@@ -160,19 +159,6 @@ def params_to_hf(params: Mapping, cfg: GPT2Config, head: str = "lm") -> dict[str
     return out
 
 
-def _read_config(directory: Path) -> dict:
-    path = directory / "config.json"
-    if not path.is_file():
-        raise UserError(f"{directory} has no config.json; point at a Hugging Face GPT-2 model directory")
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}); restore the model's config.json") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} holds a JSON {type(config).__name__}, not a config object")
-    return config
-
-
 def load_hf_directory(directory: Path, head: str = "lm", num_labels: int | None = None) -> tuple[GPT2Config, dict]:
     """Reads ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) into our config and params.
 
@@ -180,15 +166,11 @@ def load_hf_directory(directory: Path, head: str = "lm", num_labels: int | None 
     label count (``id2label`` in config.json, else transformers' default of 2).
     """
     _check_head(head)
-    hf_config = _read_config(directory)
-    try:
-        cfg = GPT2Config.from_hf(hf_config)
-    except UserError as error:
-        raise UserError(f"{directory / 'config.json'}: {error}") from None
+    cfg, hf_config = load_config(directory, GPT2Config.from_hf, "GPT-2")
     labels = len(hf_config.get("id2label") or {}) or HF_DEFAULT_NUM_LABELS
     if head == "classification" and num_labels is not None and num_labels != labels:
         raise UserError(f"{directory} holds a classifier of {labels} labels, not the {num_labels} asked for")
-    tensors = _normalised(_read_tensors(directory))
+    tensors = _normalised(read_tensors(directory))
     if head == "lm" and cfg.tie_word_embeddings and _distinct_head(tensors):
         cfg = dataclasses.replace(cfg, tie_word_embeddings=False)  # transformers keeps such a head, untied
     return cfg, params_from_hf(tensors, cfg, head, labels)
@@ -202,14 +184,10 @@ def _distinct_head(tensors: Mapping[str, np.ndarray]) -> bool:
 def save_hf_directory(directory: Path, cfg: GPT2Config, params: Mapping, head: str = "lm") -> None:
     """Writes ``config.json`` and ``model.safetensors`` that ``GPT2LMHeadModel`` (``head="lm"``) or
     ``GPT2ForSequenceClassification`` (``"classification"``) ``from_pretrained`` loads; nothing on an error."""
-    from safetensors.numpy import save_file
-
     tensors = params_to_hf(params, cfg, head)  # raises before anything is written
     config = {"architectures": [ARCHITECTURES[head]], **cfg.to_hf()}
     if head == "classification":
         labels = range(tensors["score.weight"].shape[0])
         config["id2label"] = {str(i): f"LABEL_{i}" for i in labels}
         config["label2id"] = {f"LABEL_{i}": i for i in labels}
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    write_directory(directory, config, tensors)

@@ -1,5 +1,5 @@
-"""GPT-2's parameter-bearing layers: LayerNorm, causal self-attention with a fused qkv projection, the MLP and the
-pre-norm residual block that holds them.
+"""GPT-2's parameter-bearing layers: causal self-attention with a fused qkv projection, the MLP and the pre-norm
+residual block that holds them with the shared LayerNorm (:mod:`t5x_tl.models.layers`) at GPT-2's epsilon.
 
 Every dense kernel is stored ``[in, out]`` like Hugging Face's ``Conv1D``, the qkv and output projections split
 into heads (``embed x 3 x heads x kv``, ``heads x kv x embed``) so that tensor parallelism can shard the heads.
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_tl.models.gpt2.config import GPT2Config
-from t5x_tl.models.layers import ACTIVATIONS, logical_param
+from t5x_tl.models.layers import ACTIVATIONS, LayerNorm, logical_param
 from t5x_tl.models.sharding import BLD, BLF, BLHK, constrain
 
 Cache = dict[str, jax.Array]  # one layer's "k" and "v", B x T x H x K
@@ -26,21 +26,11 @@ def dense_init(cfg: GPT2Config, *, residual: bool = False) -> nnx.initializers.I
     return nnx.initializers.normal(std)
 
 
-class LayerNorm(nnx.Module):
-    """Mean-and-variance normalisation with a scale and a bias; statistics in float32."""
-
-    def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs) -> None:
-        self.eps = cfg.layer_norm_epsilon
-        self.dtype = cfg.compute_dtype
-        dim, dtype = (cfg.n_embd,), cfg.weight_dtype
-        self.scale = logical_param(nnx.initializers.ones, rngs.params(), dim, ("embed",), dtype)
-        self.bias = logical_param(nnx.initializers.zeros, rngs.params(), dim, ("embed",), dtype)
-
-    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        x = x_BxLxD.astype(jnp.float32)
-        mean = jnp.mean(x, axis=-1, keepdims=True)
-        x = (x - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True) + self.eps)
-        return (x * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(self.dtype)
+def layer_norm(cfg: GPT2Config, rngs: nnx.Rngs) -> LayerNorm:
+    """The shared LayerNorm over ``n_embd`` with GPT-2's epsilon."""
+    return LayerNorm(
+        cfg.n_embd, eps=cfg.layer_norm_epsilon, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype, rngs=rngs
+    )
 
 
 class Attention(nnx.Module):
@@ -108,9 +98,9 @@ class Block(nnx.Module):
     """LayerNorm -> causal self-attention -> residual, LayerNorm -> MLP -> residual (dropout on both branches)."""
 
     def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs) -> None:
-        self.attention_norm = LayerNorm(cfg, rngs)
+        self.attention_norm = layer_norm(cfg, rngs)
         self.attention = Attention(cfg, rngs)
-        self.mlp_norm = LayerNorm(cfg, rngs)
+        self.mlp_norm = layer_norm(cfg, rngs)
         self.mlp = Mlp(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.resid_pdrop)
 

@@ -16,7 +16,7 @@ from flax import nnx
 from t5x_tl.models.attention import causal_mask, segment_mask
 from t5x_tl.models.decoder_only import left_aligned_with_start
 from t5x_tl.models.gpt2.config import GPT2Config
-from t5x_tl.models.gpt2.layers import Block, Cache, LayerNorm, dense_init
+from t5x_tl.models.gpt2.layers import Block, Cache, dense_init, layer_norm
 from t5x_tl.models.layers import logical_param
 from t5x_tl.models.sharding import BLD, BLV, constrain
 from t5x_tl.models.stack import LayerStack
@@ -45,7 +45,7 @@ class GPT2Model(nnx.Module):
         self.layers = LayerStack(
             lambda r: Block(cfg, r), cfg.n_layer, scan=cfg.scan_layers, remat_policy=cfg.remat_policy, rngs=rngs
         )
-        self.final_norm = LayerNorm(cfg, rngs)
+        self.final_norm = layer_norm(cfg, rngs)
         self.dropout = nnx.Dropout(cfg.embd_pdrop)
 
     def embed(self, tokens_BxL: jax.Array, positions_BxL: jax.Array) -> jax.Array:
