@@ -11,7 +11,7 @@ import seqio
 
 from t5x_tl.config import load_config_file
 from t5x_tl.data.memory.long_documents import read_documents, register_jsonl_documents
-from t5x_tl.data.tasks.builtin import BuiltinData, builtin_vocabulary
+from t5x_tl.data.tasks.builtin import builtin_vocabulary
 from t5x_tl.errors import UserError
 from t5x_tl.train.loop import train
 
@@ -31,8 +31,8 @@ def _folder(tmp_path: Path) -> Path:
     return _write(tmp_path / "docs", {s: [record(i) for i in range(6)] for s in ("train", "validation", "test")})
 
 
-def test_documents_become_a_task_an_rmt_job_trains_on(tmp_path):
-    name = register_jsonl_documents("user_long_documents_test", _folder(tmp_path), builtin_vocabulary(BuiltinData()))
+def test_documents_become_a_task_an_rmt_job_trains_on(tmp_path, small_data):
+    name = register_jsonl_documents("user_long_documents_test", _folder(tmp_path), builtin_vocabulary(small_data))
     task = seqio.get_mixture_or_task(name)
     first = next(task.get_dataset({"inputs": 128, "targets": 4}, split="validation", shuffle=False).as_numpy_iterator())
     assert len(first["inputs"]) == 128 and first["inputs"][-1] == 1  # a long text truncated at the end, EOS kept
