@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from t5x_tl.models.bert.config import HEADS, BertConfig
+from t5x_tl.models.bert.config import BertConfig
 from t5x_tl.models.bert.layers import SelfAttention, encoder_mask
 from t5x_tl.models.encoder_heads import HeadedEncoder
 from t5x_tl.models.layers import ACTIVATIONS, Dense, LayerNorm, logical_param
@@ -155,18 +155,12 @@ class Bert(HeadedEncoder):
     ``...ForSequenceClassification`` classes."""
 
     def __init__(self, cfg: BertConfig, *, head: str = "masked_lm", rngs: nnx.Rngs) -> None:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose one of {tuple(HEADS)}")
-        self.config = cfg
-        self.head = head
+        self._choose_head(cfg, head)
         self.embeddings = Embeddings(cfg, rngs)
         self.layers = LayerStack(
             lambda r: Layer(cfg, r), cfg.num_layers, scan=cfg.scan_layers, remat_policy=cfg.remat_policy, rngs=rngs
         )
-        if head == "masked_lm":
-            self.mlm_head = MaskedLMHead(cfg, rngs)
-        else:
-            self.classifier = ClassificationHead(cfg, rngs)
+        self._build_head(rngs, MaskedLMHead, ClassificationHead)
 
     def encode(
         self,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_tl.models.attention import segment_mask
-from t5x_tl.models.deberta.config import ACTIVATIONS, HEADS, DebertaV2Config
+from t5x_tl.models.deberta.config import ACTIVATIONS, DebertaV2Config
 from t5x_tl.models.deberta.layers import Layer, dense, norm, relative_rows
 from t5x_tl.models.encoder_heads import HeadedEncoder
 from t5x_tl.models.gpt2.model import positions_of
@@ -130,20 +130,14 @@ class DebertaV2(HeadedEncoder):
     (``cfg.num_labels`` outputs)."""
 
     def __init__(self, cfg: DebertaV2Config, *, head: str = "masked_lm", rngs: nnx.Rngs) -> None:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose one of {tuple(HEADS)}")
-        self.config = cfg
-        self.head = head
+        self._choose_head(cfg, head)
         self.embeddings = Embeddings(cfg, rngs)
         if cfg.relative_attention:
             self.relative = RelativeEmbeddings(cfg, rngs)
         self.layers = LayerStack(
             lambda r: Layer(cfg, r), cfg.num_layers, scan=cfg.scan_layers, remat_policy=cfg.remat_policy, rngs=rngs
         )
-        if head == "masked_lm":
-            self.mlm_head = MaskedLMHead(cfg, rngs)
-        else:
-            self.classifier = ClassificationHead(cfg, rngs)
+        self._build_head(rngs, MaskedLMHead, ClassificationHead)
 
     def _encode(
         self,
