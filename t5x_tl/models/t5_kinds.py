@@ -51,7 +51,7 @@ class T5Kind(ModelKind):
 
     def save_hf(self, directory: Path, config: T5Config, params: dict) -> None:
         if not self.hf_head:
-            super().save_hf(directory, config, params)
+            return super().save_hf(directory, config, params)  # raises: no twin
         hf_convert.save_hf_directory(directory, config, params, self.hf_head)
 
 
